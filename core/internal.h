@@ -1,0 +1,75 @@
+/* tide core: what every module below the public API shares.
+ *
+ * Status and per-thread error detail, environment parsing, and the small
+ * synchronisation primitives the engine's hot path uses.  Nothing here
+ * depends on libuv, hwloc or any other module.
+ */
+#ifndef TIDE_CORE_INTERNAL_H
+#define TIDE_CORE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <tide/status.h>
+
+#if defined(__GNUC__)
+#define TD__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define TD__LIKELY(x) __builtin_expect(!!(x), 1)
+#define TD__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define TD__PRINTF(a, b)
+#define TD__LIKELY(x) (x)
+#define TD__UNLIKELY(x) (x)
+#endif
+
+#define TD__CACHELINE 64
+
+/* Records a failure on this thread (status and formatted message) and
+ * returns st, so callers can write `return td__fail(TD_EINVAL, "...")`. */
+td_status td__fail(td_status st, const char *fmt, ...) TD__PRINTF(2, 3);
+td_status td__vfail(td_status st, const char *fmt, va_list ap);
+
+/* Records a failure whose message is already formatted. */
+void td__set_error(td_status st, const char *msg);
+
+/* An impossible state: prints where and why, then aborts.  Only for broken
+ * invariants inside tide, never for anything a caller can cause. */
+_Noreturn void td__panic(const char *file, int line, const char *fmt, ...) TD__PRINTF(3, 4);
+#define TD__PANIC(...) td__panic(__FILE__, __LINE__, __VA_ARGS__)
+#define TD__CHECK(cond)                                                                   \
+    do {                                                                                  \
+        if (TD__UNLIKELY(!(cond))) TD__PANIC("internal invariant failed: %s", #cond);     \
+    } while (0)
+
+/* Environment: an integer (returns dflt when unset or unparsable; *bad is
+ * set to 1 when set but unparsable, if bad is not NULL). */
+long long td__env_int(const char *name, long long dflt, int *bad);
+/* Environment: a string, or NULL when unset or empty. */
+const char *td__env_str(const char *name);
+
+/* A test-and-test-and-set spin lock for short critical sections on the hot
+ * path (a handful of pointer updates).  Spins with a pause, then yields. */
+typedef struct {
+    atomic_int locked;
+} td__spin;
+void td__spin_lock_slow(td__spin *s);
+static inline void td__spin_lock(td__spin *s) {
+    if (TD__LIKELY(!atomic_exchange_explicit(&s->locked, 1, memory_order_acquire))) return;
+    td__spin_lock_slow(s);
+}
+static inline void td__spin_unlock(td__spin *s) {
+    atomic_store_explicit(&s->locked, 0, memory_order_release);
+}
+static inline void td__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* strncpy that always terminates; returns dst. */
+char *td__strlcpy(char *dst, const char *src, size_t size);
+
+#endif

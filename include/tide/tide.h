@@ -1,0 +1,10 @@
+/* tide: everything.  Include this, or the headers of the parts you use. */
+#ifndef TIDE_TIDE_H
+#define TIDE_TIDE_H
+
+#include <tide/status.h>
+#include <tide/device.h>
+#include <tide/runtime.h>
+#include <tide/engine.h>
+
+#endif
