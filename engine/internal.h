@@ -1,0 +1,205 @@
+/* tide engine: private structures shared by the engine's files.
+ *
+ * Files: var.c (vars and their access queues), op.c (op records, push,
+ * completion, error marks), errors.c (error records and the unreported
+ * list), runtime.c (start, stop, configuration, wait_all, fork), cpu_exec.c
+ * (threaded executor and td_parallel_for), naive.c (the naive engine),
+ * wait.c (blocking waits and the stall report).
+ *
+ * Locking rules, in the order they may nest (outer first):
+ *   life_mu (runtime start/stop)  >  wait_mu (td_wait_all, serialises closers)
+ *   var spin locks (several at once only in push, in ascending address order)
+ *   executor queue lock, error list mutex, registry mutex, event mutexes:
+ *   leaves; nothing else is taken while one is held.
+ */
+#ifndef TIDE_ENGINE_INTERNAL_H
+#define TIDE_ENGINE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <tide/engine.h>
+#include <tide/runtime.h>
+
+#include "core/internal.h"
+#include "devices/internal.h"
+
+typedef struct td__opr td__opr;
+typedef struct td__executor td__executor;
+typedef struct td__err td__err;
+
+/* ---- error records (errors.c) ---- */
+struct td__err {
+    atomic_int refs;
+    td_status status;
+    uint64_t seq;   /* push number of the failing op */
+    uint32_t epoch; /* wait_all epoch of the failing op */
+    int listed;     /* in the unreported list (guarded by the list mutex) */
+    char *text;     /* "<op name>: <message>" */
+};
+td__err *td__err_new(const td__opr *op, td_status st, const char *msg);
+void td__err_retain(td__err *e);
+void td__err_release(td__err *e);
+/* Records e as unreported (keeps the 64 earliest). */
+void td__err_publish(td__err *e);
+/* Sets the thread's last error from e and marks e reported. */
+td_status td__err_report(td__err *e);
+/* The earliest unreported record of an epoch up to `epoch` (mod 2^32,
+ * counted back from cur_epoch), which is then reported, and every other such
+ * record is marked reported.  NULL if none. Caller releases the result. */
+td__err *td__err_take_until(uint32_t epoch, int all);
+void td__errs_reset(void);
+
+/* ---- vars (var.c) ---- */
+enum { TD__ACC_READ = 1, TD__ACC_WRITE = 2 };
+#define TD__VAR_MAGIC 0x74645652u /* "tdVR" */
+
+typedef struct td__access {
+    struct td__access *next; /* in the var's queue of waiting accesses */
+    td__opr *op;
+    td_var *var;
+    int mode; /* TD__ACC_READ, TD__ACC_WRITE or both (counts as a write) */
+} td__access;
+
+struct td_var {
+    td__spin lock;
+    uint32_t magic;
+    int32_t readers;          /* granted reads not yet released */
+    int32_t writer;           /* a granted write not yet released */
+    int32_t freed;            /* the owner gave it up: destroy when idle */
+    td__access *head, *tail;  /* waiting accesses, FIFO */
+    td__err *err;             /* the mark; touched only by holders of a granted access */
+    uint64_t id;              /* for the stall report */
+    void (*dtor)(void *);     /* called when the var is destroyed (storage) */
+    void *dtor_arg;
+    td_var *reg_prev, *reg_next; /* registry of live vars (stall report) */
+};
+
+td_var *td__var_create(void (*dtor)(void *), void *dtor_arg);
+/* Takes the granted/queued decision for every access of op: locks all its
+ * vars in ascending address order (op->acc is sorted), then appends.
+ * Returns how many accesses were granted at once. */
+int td__var_append_all(td__opr *op);
+/* Releases op's accesses; ops that become ready are handed to
+ * td__op_ready(). */
+void td__var_release_all(td__opr *op);
+/* Releases one access (used by waits). */
+void td__var_release(td__access *a);
+void td__var_report(FILE *out); /* stall report part: vars with waiters */
+
+/* ---- ops (op.c) ---- */
+enum { TD__OPK_NORMAL = 0, TD__OPK_WAITER = 1 };
+enum { TD__INLINE_ACC = 4, TD__NAME_MAX = 48 };
+
+typedef struct td__event td__event;
+
+struct td_exec {
+    td__opr *op;
+    td_device device;
+    int worker;
+};
+
+struct td__opr {
+    atomic_int wait;          /* accesses not yet granted (+1 while pushing) */
+    int kind;                 /* TD__OPK_* */
+    td_exec ex;               /* handed to fn; valid until completion */
+    td_fn fn;
+    void *arg;
+    void (*arg_free)(void *);
+    int priority;
+    int flags;
+    size_t out_bytes;
+    uint64_t seq;             /* push number */
+    uint32_t epoch;           /* td_wait_all epoch */
+    td__executor *exec;       /* where it runs (NULL on the naive engine) */
+    char *errmsg;             /* td_exec_set_error (malloc'd) */
+    td__event *done_ev;       /* naive engine: signalled when an async op ends */
+    int n_acc;
+    td__access *acc;          /* sorted by var address, duplicates merged */
+    td__access inline_acc[TD__INLINE_ACC];
+    /* ready queue links (cpu_exec.c) */
+    td__opr *qnext, *qchild;
+    uint64_t qseq;
+    td__opr *pool_next;
+    char name[TD__NAME_MAX];
+};
+
+/* Called when op's last dependency is granted: dispatch it. */
+void td__op_ready(td__opr *op);
+/* Runs op on this thread (the skip rule, fn, and for synchronous ops the
+ * completion). w is the worker index reported by td_exec_worker. */
+void td__op_execute(td__opr *op, int w);
+/* Ends op: marks, arg_free, release of its vars, accounting, recycling. */
+void td__op_finish(td__opr *op, td_status st);
+void td__op_recycle(td__opr *op);
+void td__ops_reset_pool(void);
+
+/* The op this thread is running (NULL: none): blocking calls return
+ * TD_EBUSY while it is set. */
+extern _Thread_local td__opr *td__tls_op;
+
+/* ---- events (wait.c) ---- */
+struct td__event {
+    atomic_int set;
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    atomic_int sleeping;
+};
+void td__event_init(td__event *ev);
+void td__event_destroy(td__event *ev);
+void td__event_signal(td__event *ev);
+/* Spins briefly, then sleeps; prints the stall report once if it lasts
+ * longer than the configured stall time (what names what is waited for). */
+void td__event_wait(td__event *ev, const char *what);
+
+/* ---- executors (cpu_exec.c) ---- */
+td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st);
+void td__exec_stop(td__executor *ex); /* joins; the queue must be empty */
+void td__exec_submit(td__executor *ex, td__opr *op);
+int td__exec_nworkers(const td__executor *ex);
+void td__exec_report(td__executor *ex, FILE *out);
+
+/* ---- naive engine (naive.c) ---- */
+td_status td__naive_submit(td__opr *op);
+void td__naive_reset(void);
+
+/* ---- runtime (runtime.c) ---- */
+enum { TD__STOPPED = 0, TD__RUNNING = 1, TD__STOPPING = 2, TD__POISONED = 3 };
+
+typedef struct {
+    atomic_int state;
+    int naive;
+    td_config cfg;
+    size_t max_inflight;
+    double stall_seconds;
+    td__executor *cpu[TD__MAX_CPU_DEVICES];
+    int n_cpu;
+    /* pending-op accounting for td_wait_all (see runtime.c) */
+    _Alignas(TD__CACHELINE) _Atomic uint64_t epoch_word; /* epoch << 32 | pending */
+    _Alignas(TD__CACHELINE) atomic_llong retired[2];
+    _Alignas(TD__CACHELINE) _Atomic uint64_t seq;
+    _Alignas(TD__CACHELINE) _Atomic size_t inflight;
+    atomic_int bp_waiters;
+    uv_mutex_t bp_mu;
+    uv_cond_t bp_cv;
+    uv_mutex_t drain_mu;
+    uv_cond_t drain_cv;
+} td__engine;
+extern td__engine td__g;
+
+/* Starts the runtime if it is not running.  TD_OK when it runs. */
+td_status td__ensure_slow(void);
+static inline td_status td__ensure(void) {
+    if (TD__LIKELY(atomic_load_explicit(&td__g.state, memory_order_acquire) == TD__RUNNING))
+        return TD_OK;
+    return td__ensure_slow();
+}
+/* TD_EBUSY with a message naming the call, when inside an op. */
+td_status td__busy_check(const char *call);
+/* Accounting of one op leaving: pending count and bytes in flight. */
+void td__account_push(td__opr *op);
+void td__account_done(td__opr *op);
+void td__bp_wait(size_t bytes);
+
+#endif

@@ -1,0 +1,276 @@
+/* Ops: push, execution with the error rules, completion.
+ *
+ * An op record (td__opr) is taken from a pool of slabs that are never given
+ * back to the system while the process lives: the stall report may read the
+ * name of an op a worker is running without racing its reuse into a fault,
+ * and a training loop in steady state allocates nothing here.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/internal.h"
+
+_Thread_local td__opr *td__tls_op;
+
+/* ---- the op pool ---- */
+enum { TD__SLAB_OPS = 64 };
+static td__spin pool_lock;
+static td__opr *pool_free;
+
+static td__opr *op_alloc(void) {
+    td__spin_lock(&pool_lock);
+    td__opr *op = pool_free;
+    if (op) pool_free = op->pool_next;
+    td__spin_unlock(&pool_lock);
+    if (op) return op;
+    td__opr *slab = calloc(TD__SLAB_OPS, sizeof *slab);
+    if (!slab) return NULL;
+    /* Keep slab[0] for the caller; the rest go to the free list. */
+    for (int i = 1; i < TD__SLAB_OPS - 1; i++) slab[i].pool_next = &slab[i + 1];
+    td__spin_lock(&pool_lock);
+    slab[TD__SLAB_OPS - 1].pool_next = pool_free;
+    pool_free = &slab[1];
+    td__spin_unlock(&pool_lock);
+    return &slab[0];
+}
+
+void td__op_recycle(td__opr *op) {
+    if (op->acc != op->inline_acc) free(op->acc);
+    op->acc = NULL;
+    if (op->errmsg) free(op->errmsg);
+    op->errmsg = NULL;
+    td__spin_lock(&pool_lock);
+    op->pool_next = pool_free;
+    pool_free = op;
+    td__spin_unlock(&pool_lock);
+}
+
+/* ---- access lists ---- */
+static int acc_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const td__access *)a)->var, y = (uintptr_t)((const td__access *)b)->var;
+    return x < y ? -1 : x > y;
+}
+
+/* Sorts by var address and merges duplicates (a var read and written counts
+ * as written).  Returns the number of distinct vars. */
+static int acc_normalise(td__access *acc, int n) {
+    if (n <= 16) {
+        for (int i = 1; i < n; i++) {
+            td__access t = acc[i];
+            int j = i - 1;
+            while (j >= 0 && (uintptr_t)acc[j].var > (uintptr_t)t.var) {
+                acc[j + 1] = acc[j];
+                j--;
+            }
+            acc[j + 1] = t;
+        }
+    } else {
+        qsort(acc, (size_t)n, sizeof *acc, acc_cmp);
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m > 0 && acc[m - 1].var == acc[i].var) acc[m - 1].mode |= acc[i].mode;
+        else acc[m++] = acc[i];
+    }
+    return m;
+}
+
+static td_status check_vars(const char *name, const char *which, td_var *const *vs, size_t n) {
+    if (n && !vs) return td__fail(TD_EINVAL, "td_push(%s): n_%s is %zu but %s is NULL", name, which, n, which);
+    for (size_t i = 0; i < n; i++) {
+        if (!vs[i]) return td__fail(TD_EINVAL, "td_push(%s): %s[%zu] is NULL", name, which, i);
+        if (vs[i]->magic != TD__VAR_MAGIC)
+            return td__fail(TD_EINVAL, "td_push(%s): %s[%zu] is not a live var (freed?)", name, which, i);
+    }
+    return TD_OK;
+}
+
+enum { TD__ALL_FLAGS = TD_OP_ASYNC | TD_OP_PRIORITIZED | TD_OP_COPY | TD_OP_OVERWRITE };
+enum { TD__MAX_VARS_PER_OP = 1 << 20 };
+
+td_status td_push(const td_op *o) {
+    if (!o) return td__fail(TD_EINVAL, "td_push: op is NULL");
+    const char *name = o->name ? o->name : "op";
+    if (!o->fn) return td__fail(TD_EINVAL, "td_push(%s): fn is NULL", name);
+    if (o->flags & ~TD__ALL_FLAGS)
+        return td__fail(TD_EINVAL, "td_push(%s): unknown flags 0x%x (use TD_OP_*)", name,
+                        (unsigned)(o->flags & ~TD__ALL_FLAGS));
+    if (o->n_reads > TD__MAX_VARS_PER_OP || o->n_writes > TD__MAX_VARS_PER_OP)
+        return td__fail(TD_EINVAL, "td_push(%s): too many vars (%zu reads, %zu writes)", name, o->n_reads,
+                        o->n_writes);
+    td_status st;
+    if ((st = check_vars(name, "reads", o->reads, o->n_reads)) != TD_OK) return st;
+    if ((st = check_vars(name, "writes", o->writes, o->n_writes)) != TD_OK) return st;
+
+    int nested = td__tls_op != NULL;
+    if (!nested && (st = td__ensure()) != TD_OK) return st;
+    td__device *dev = td__device_lookup(o->device);
+    if (!dev) return TD_EDEVICE; /* the lookup wrote the message */
+
+    td__opr *op = op_alloc();
+    if (!op) return td__fail(TD_ENOMEM, "td_push(%s): out of memory for the op record", name);
+    int n = (int)(o->n_reads + o->n_writes);
+    op->acc = n <= TD__INLINE_ACC ? op->inline_acc : malloc((size_t)n * sizeof *op->acc);
+    if (!op->acc) {
+        op->acc = op->inline_acc;
+        td__op_recycle(op);
+        return td__fail(TD_ENOMEM, "td_push(%s): out of memory for %d var accesses", name, n);
+    }
+    for (size_t i = 0; i < o->n_reads; i++)
+        op->acc[i] = (td__access){.var = o->reads[i], .op = op, .mode = TD__ACC_READ};
+    for (size_t i = 0; i < o->n_writes; i++)
+        op->acc[o->n_reads + i] = (td__access){.var = o->writes[i], .op = op, .mode = TD__ACC_WRITE};
+    op->n_acc = acc_normalise(op->acc, n);
+    op->kind = TD__OPK_NORMAL;
+    op->fn = o->fn;
+    op->arg = o->arg;
+    op->arg_free = o->arg_free;
+    op->priority = o->priority;
+    op->flags = o->flags;
+    op->out_bytes = o->out_bytes;
+    op->ex.op = op;
+    op->ex.device = o->device;
+    op->ex.worker = -1;
+    op->done_ev = NULL;
+    op->qnext = op->qchild = NULL;
+    td__strlcpy(op->name, name, sizeof op->name);
+
+    if (op->out_bytes && !nested) td__bp_wait(op->out_bytes);
+    for (;;) {
+        td__account_push(op);
+        if (nested || TD__LIKELY(atomic_load(&td__g.state) == TD__RUNNING)) break;
+        /* td_shutdown began after we checked: undo, wait for it, start again. */
+        td__account_done(op);
+        if ((st = td__ensure_slow()) != TD_OK) {
+            td__op_recycle(op);
+            return st;
+        }
+    }
+    op->exec = td__g.naive ? NULL : td__g.cpu[o->device.id];
+    if (!op->exec) return td__naive_submit(op);
+
+    atomic_init(&op->wait, op->n_acc + 1);
+    int granted = td__var_append_all(op);
+    if (atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) td__op_ready(op);
+    return TD_OK;
+}
+
+/* ---- running ---- */
+static void set_mark(td_var *v, td__err *e) {
+    if (e) td__err_retain(e);
+    td__spin_lock(&v->lock); /* the stall report reads marks under the lock */
+    td__err *old = v->err;
+    v->err = e;
+    td__spin_unlock(&v->lock);
+    if (old) td__err_release(old);
+}
+
+static void mark_writes(td__opr *op, td__err *e) {
+    for (int i = 0; i < op->n_acc; i++)
+        if (op->acc[i].mode & TD__ACC_WRITE) set_mark(op->acc[i].var, e);
+}
+
+/* arg_free, release of the vars, accounting, recycling: every op ends here. */
+static void op_end(td__opr *op) {
+    if (op->arg_free) op->arg_free(op->arg);
+    td__var_release_all(op);
+    td__event *ev = op->done_ev;
+    td__account_done(op);
+    td__op_recycle(op);
+    if (ev) td__event_signal(ev);
+}
+
+void td__op_finish(td__opr *op, td_status st) {
+    if (st != TD_OK) {
+        if ((unsigned)st >= (unsigned)TD_STATUS_COUNT_) st = TD_EFAILED;
+        td__err *e = td__err_new(op, st, op->errmsg);
+        mark_writes(op, e);
+        td__err_publish(e);
+        td__err_release(e);
+    } else if (op->flags & TD_OP_OVERWRITE) {
+        for (int i = 0; i < op->n_acc; i++) {
+            td__access *a = &op->acc[i];
+            if ((a->mode & TD__ACC_WRITE) && a->var->err) set_mark(a->var, NULL);
+        }
+    }
+    op_end(op);
+}
+
+extern _Thread_local int td__tls_worker;
+
+void td__op_execute(td__opr *op, int w) {
+    op->ex.worker = w;
+    /* The skip rule: an op that reads a marked var does not run and passes
+     * the mark on.  With several marked inputs the earliest failure wins, so
+     * the outcome does not depend on var addresses. */
+    td__err *src = NULL;
+    for (int i = 0; i < op->n_acc; i++) {
+        td__access *a = &op->acc[i];
+        td__err *e = (a->mode & TD__ACC_READ) ? a->var->err : NULL;
+        if (e && (!src || e->seq < src->seq)) src = e;
+    }
+    if (TD__UNLIKELY(src != NULL)) {
+        mark_writes(op, src);
+        op_end(op);
+        return;
+    }
+    td__opr *outer = td__tls_op;
+    td__tls_op = op;
+    int async = op->flags & TD_OP_ASYNC;
+    td_status st = op->fn(op->arg, &op->ex);
+    td__tls_op = outer;
+    if (TD__UNLIKELY(atomic_load_explicit(&td__g.state, memory_order_relaxed) == TD__POISONED) &&
+        td__tls_worker) {
+        /* This is a child forked from inside the op, returning into a worker
+         * loop whose pool did not survive the fork: nothing sane is left. */
+        static const char msg[] =
+            "tide: an op forked and returned in the child; the child's runtime is unusable, exiting\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        _exit(1);
+    }
+    /* An async op that returns a failure has not started; otherwise its
+     * work ends with td_op_complete (possibly already, from another thread:
+     * op must not be touched here then). */
+    if (!async || st != TD_OK) td__op_finish(op, st);
+}
+
+void td__op_ready(td__opr *op) {
+    if (op->kind == TD__OPK_WAITER) td__event_signal(op->done_ev);
+    else if (op->exec) td__exec_submit(op->exec, op);
+    else td__op_execute(op, 0); /* naive engine: whoever granted it runs it */
+}
+
+/* ---- what a running op may ask ---- */
+void td_op_complete(const td_exec *ex, td_status st) {
+    if (!ex || !ex->op) {
+        td__fail(TD_EINVAL, "td_op_complete: ex is NULL");
+        return;
+    }
+    td__opr *op = ex->op;
+    if (!(op->flags & TD_OP_ASYNC)) {
+        td__fail(TD_EINVAL, "td_op_complete(%s): the op is not TD_OP_ASYNC; return its status instead", op->name);
+        return;
+    }
+    td__op_finish(op, st);
+}
+
+td_device td_exec_device(const td_exec *ex) { return ex ? ex->device : (td_device){.kind = -1, .id = -1}; }
+int td_exec_worker(const td_exec *ex) { return ex ? ex->worker : -1; }
+
+void td_exec_set_error(const td_exec *ex, const char *fmt, ...) {
+    if (!ex || !ex->op || !fmt) return;
+    va_list ap;
+    va_start(ap, fmt);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char *m = strdup(buf);
+    if (!m) return; /* the failure is still recorded, with the status's text */
+    td__opr *op = ex->op;
+    free(op->errmsg);
+    op->errmsg = m;
+}
