@@ -308,6 +308,7 @@ void td__exec_stop(td__executor *ex) {
 }
 
 int td__exec_nworkers(const td__executor *ex) { return ex ? ex->n : 0; }
+int td__exec_depth(const td__executor *ex) { return atomic_load_explicit(&ex->nready, memory_order_relaxed); }
 
 int td_device_workers(td_device dev) {
     td__device *d = td__device_find(dev);

@@ -115,6 +115,8 @@ struct td__opr {
     td__executor *exec;       /* where it runs (NULL on the naive engine) */
     char *errmsg;             /* td_exec_set_error (malloc'd) */
     td__event *done_ev;       /* naive engine: signalled when an async op ends */
+    int prof;                 /* recorded by the profiler (decided at push) */
+    uint64_t t_push, t_ready, t_start; /* profiler times (uv_hrtime ns) */
     int n_acc;
     td__access *acc;          /* sorted by var address, duplicates merged */
     td__access inline_acc[TD__INLINE_ACC];
@@ -160,6 +162,14 @@ void td__exec_submit(td__executor *ex, td__opr *op);
 int td__exec_nworkers(const td__executor *ex);
 void td__exec_report(td__executor *ex, FILE *out);
 
+int td__exec_depth(const td__executor *ex); /* ops in the ready queue */
+
+/* ---- profiler (profiler.c) ---- */
+extern atomic_int td__prof_on;
+void td__prof_record(const td__opr *op, int status, int depth);
+void td__prof_flow(const td__opr *from, const td__opr *to);
+td_status td__profiler_stop_internal(int drain);
+
 /* ---- naive engine (naive.c) ---- */
 td_status td__naive_submit(td__opr *op);
 void td__naive_reset(void);
@@ -201,5 +211,8 @@ td_status td__busy_check(const char *call);
 void td__account_push(td__opr *op);
 void td__account_done(td__opr *op);
 void td__bp_wait(size_t bytes);
+/* Waits until every op pushed so far (and what they push) has ended,
+ * without reporting errors. */
+void td__drain(void);
 
 #endif

@@ -136,6 +136,11 @@ td_status td_push(const td_op *o) {
     op->ex.worker = -1;
     op->done_ev = NULL;
     op->qnext = op->qchild = NULL;
+    op->prof = atomic_load_explicit(&td__prof_on, memory_order_relaxed);
+    if (TD__UNLIKELY(op->prof)) {
+        op->t_push = uv_hrtime();
+        op->t_ready = 0;
+    }
     td__strlcpy(op->name, name, sizeof op->name);
 
     if (op->out_bytes && !nested) td__bp_wait(op->out_bytes);
@@ -173,8 +178,10 @@ static void mark_writes(td__opr *op, td__err *e) {
         if (op->acc[i].mode & TD__ACC_WRITE) set_mark(op->acc[i].var, e);
 }
 
-/* arg_free, release of the vars, accounting, recycling: every op ends here. */
-static void op_end(td__opr *op) {
+/* arg_free, release of the vars, accounting, recycling: every op ends here.
+ * status is the op's status, or -1 when it was skipped. */
+static void op_end(td__opr *op, int status) {
+    if (TD__UNLIKELY(op->prof)) td__prof_record(op, status, op->exec ? td__exec_depth(op->exec) : 0);
     if (op->arg_free) op->arg_free(op->arg);
     td__var_release_all(op);
     td__event *ev = op->done_ev;
@@ -196,7 +203,7 @@ void td__op_finish(td__opr *op, td_status st) {
             if ((a->mode & TD__ACC_WRITE) && a->var->err) set_mark(a->var, NULL);
         }
     }
-    op_end(op);
+    op_end(op, st);
 }
 
 extern _Thread_local int td__tls_worker;
@@ -213,10 +220,12 @@ void td__op_execute(td__opr *op, int w) {
         if (e && (!src || e->seq < src->seq)) src = e;
     }
     if (TD__UNLIKELY(src != NULL)) {
+        if (TD__UNLIKELY(op->prof)) op->t_start = uv_hrtime();
         mark_writes(op, src);
-        op_end(op);
+        op_end(op, -1);
         return;
     }
+    if (TD__UNLIKELY(op->prof)) op->t_start = uv_hrtime();
     td__opr *outer = td__tls_op;
     td__tls_op = op;
     int async = op->flags & TD_OP_ASYNC;
@@ -239,6 +248,7 @@ void td__op_execute(td__opr *op, int w) {
 }
 
 void td__op_ready(td__opr *op) {
+    if (TD__UNLIKELY(op->prof)) op->t_ready = uv_hrtime();
     if (op->kind == TD__OPK_WAITER) td__event_signal(op->done_ev);
     else if (op->exec) td__exec_submit(op->exec, op);
     else td__op_execute(op, 0); /* naive engine: whoever granted it runs it */

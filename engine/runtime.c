@@ -18,6 +18,8 @@
 #include <string.h>
 #include <pthread.h>
 
+#include <tide/profiler.h>
+
 #include "engine/internal.h"
 
 td__engine td__g;
@@ -107,6 +109,10 @@ static td_status start_locked(const td_config *cfg) {
         }
     }
     atomic_store(&td__g.state, TD__RUNNING);
+    if (td__g.cfg.profile_path && !atomic_load(&td__prof_on)) {
+        td_status pst = td_profiler_start(td__g.cfg.profile_path);
+        if (pst != TD_OK) fprintf(stderr, "tide: TIDE_PROFILE: %s\n", td_last_error());
+    }
     return TD_OK;
 }
 
@@ -296,6 +302,8 @@ static void drain_all(void) {
     while (n != 0 || (atomic_load(&td__g.epoch_word) & EPOCH_COUNT_MASK) != 0);
 }
 
+void td__drain(void) { (void)close_and_drain(NULL); }
+
 td_status td_shutdown(void) {
     td_status st;
     if ((st = poisoned_check("td_shutdown")) != TD_OK) return st;
@@ -308,13 +316,14 @@ td_status td_shutdown(void) {
     }
     atomic_store(&td__g.state, TD__STOPPING);
     drain_all();
+    td_status pst = atomic_load(&td__prof_on) ? td__profiler_stop_internal(0) : TD_OK;
     stop_executors();
     td__naive_reset();
     atomic_store(&td__g.state, TD__STOPPED);
     resume_saved_cfg = 0;
     uv_mutex_unlock(&life_mu);
     td__err *first = td__err_take_until(0, 1);
-    if (!first) return TD_OK;
+    if (!first) return pst;
     st = td__err_report(first);
     td__err_release(first);
     return st;

@@ -132,10 +132,13 @@ static int release_locked(td__access *a, td__access **granted) {
     return v->freed && var_idle(v);
 }
 
-static void grant_all(td__access *g) {
+/* Hands the granted accesses to their ops; `by` is the op whose release
+ * granted them (for the profiler's flow arrows). */
+static void grant_all(const td__opr *by, td__access *g) {
     while (g) {
         td__access *next = g->next;
         td__opr *op = g->op;
+        if (TD__UNLIKELY(by->prof) && op->kind == TD__OPK_NORMAL) td__prof_flow(by, op);
         if (atomic_fetch_sub_explicit(&op->wait, 1, memory_order_acq_rel) == 1) td__op_ready(op);
         g = next;
     }
@@ -148,7 +151,7 @@ void td__var_release(td__access *a) {
     int destroy = release_locked(a, &granted);
     td__spin_unlock(&v->lock);
     if (destroy) var_destroy(v);
-    grant_all(granted);
+    grant_all(a->op, granted);
 }
 
 void td__var_release_all(td__opr *op) {
@@ -164,7 +167,7 @@ void td__var_release_all(td__opr *op) {
         td__spin_unlock(&v->lock);
         if (destroy) var_destroy(v);
     }
-    grant_all(granted);
+    grant_all(op, granted);
 }
 
 void td__var_report(FILE *out) {

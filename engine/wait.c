@@ -73,6 +73,7 @@ td_status td_var_wait(td_var *v) {
         td__event ev;
         td__event_init(&ev);
         w.kind = TD__OPK_WAITER;
+        w.prof = 0;
         w.done_ev = &ev;
         w.seq = 0;
         w.n_acc = 1;

@@ -6,5 +6,6 @@
 #include <tide/device.h>
 #include <tide/runtime.h>
 #include <tide/engine.h>
+#include <tide/profiler.h>
 
 #endif

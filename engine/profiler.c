@@ -1,0 +1,384 @@
+/* The profiler: per-thread event buffers and the Chrome trace writer.
+ *
+ * Each thread that ends an op while recording appends a record to its own
+ * buffer (owner-only writes, no lock); the buffer is registered once in a
+ * global list.  A recording is a *session*: a buffer whose session number is
+ * stale is emptied by its owner on its next record, so starting again never
+ * touches other threads' buffers.  td_profiler_stop first drains the ops
+ * pushed so far, so every record of the session is written (and visible to
+ * the stopping thread through the drain's synchronisation) before it reads
+ * the buffers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tide/profiler.h>
+
+#include "engine/internal.h"
+
+enum { PROF_VARS = 8 };
+
+typedef struct {
+    uint64_t seq, t_push, t_ready, t_start, t_end;
+    uint64_t inflight;
+    int32_t dev_kind, dev_id, worker, status; /* status: td_status, or -1 for skipped */
+    int32_t depth;                           /* ready-queue depth when it started */
+    uint16_t n_reads, n_writes;              /* how many vars (only PROF_VARS ids kept) */
+    uint64_t vars[PROF_VARS];                /* ids: reads first, then writes */
+    char name[TD__NAME_MAX];
+} prof_rec;
+
+typedef struct {
+    uint64_t from, to;
+} prof_flow;
+
+typedef struct prof_buf {
+    prof_rec *recs;
+    size_t n, cap;
+    prof_flow *flows;
+    size_t nf, capf;
+    size_t dropped;
+    uint32_t session;
+    struct prof_buf *next;
+} prof_buf;
+
+atomic_int td__prof_on;
+static atomic_uint prof_session;
+static uv_once_t prof_once = UV_ONCE_INIT;
+static uv_mutex_t prof_mu; /* buffer list, start/stop, summary */
+static prof_buf *bufs;
+static char prof_path[4096];
+static int prof_has_path;
+static _Thread_local prof_buf *my_buf;
+
+typedef struct {
+    char name[TD__NAME_MAX];
+    uint64_t count;
+    double total, min, max;
+} agg_row;
+static agg_row *agg;
+static size_t agg_n;
+
+static void prof_init(void) {
+    if (uv_mutex_init(&prof_mu) != 0) TD__PANIC("cannot create the profiler lock");
+}
+
+static prof_buf *buf_get(void) {
+    prof_buf *b = my_buf;
+    unsigned s = atomic_load_explicit(&prof_session, memory_order_acquire);
+    if (TD__UNLIKELY(!b)) {
+        b = calloc(1, sizeof *b);
+        if (!b) return NULL;
+        uv_once(&prof_once, prof_init);
+        uv_mutex_lock(&prof_mu);
+        b->next = bufs;
+        bufs = b;
+        b->session = s;
+        uv_mutex_unlock(&prof_mu);
+        my_buf = b;
+    }
+    if (b->session != s) {
+        b->n = b->nf = b->dropped = 0;
+        b->session = s;
+    }
+    return b;
+}
+
+static int grow(void **p, size_t *cap, size_t elem) {
+    size_t nc = *cap ? *cap * 2 : 1024;
+    void *np = realloc(*p, nc * elem);
+    if (!np) return 0;
+    *p = np;
+    *cap = nc;
+    return 1;
+}
+
+void td__prof_flow(const td__opr *from, const td__opr *to) {
+    prof_buf *b = buf_get();
+    if (!b) return;
+    if (b->nf == b->capf && !grow((void **)&b->flows, &b->capf, sizeof *b->flows)) {
+        b->dropped++;
+        return;
+    }
+    b->flows[b->nf++] = (prof_flow){from->seq, to->seq};
+}
+
+void td__prof_record(const td__opr *op, int status, int depth) {
+    prof_buf *b = buf_get();
+    if (!b) return;
+    if (b->n == b->cap && !grow((void **)&b->recs, &b->cap, sizeof *b->recs)) {
+        b->dropped++;
+        return;
+    }
+    prof_rec *r = &b->recs[b->n++];
+    r->seq = op->seq;
+    r->t_push = op->t_push;
+    r->t_ready = op->t_ready ? op->t_ready : op->t_start;
+    r->t_start = op->t_start;
+    r->t_end = uv_hrtime();
+    r->inflight = atomic_load_explicit(&td__g.inflight, memory_order_relaxed);
+    r->dev_kind = op->ex.device.kind;
+    r->dev_id = op->ex.device.id;
+    r->worker = op->ex.worker;
+    r->status = status;
+    r->depth = depth;
+    int nr = 0, nw = 0, k = 0;
+    for (int i = 0; i < op->n_acc; i++) {
+        if (op->acc[i].mode & TD__ACC_WRITE) nw++;
+        else {
+            nr++;
+            if (k < PROF_VARS) r->vars[k++] = op->acc[i].var->id;
+        }
+    }
+    for (int i = 0; i < op->n_acc && k < PROF_VARS; i++)
+        if (op->acc[i].mode & TD__ACC_WRITE) r->vars[k++] = op->acc[i].var->id;
+    r->n_reads = (uint16_t)(nr > 65535 ? 65535 : nr);
+    r->n_writes = (uint16_t)(nw > 65535 ? 65535 : nw);
+    memcpy(r->name, op->name, sizeof r->name);
+}
+
+/* ---- the trace ---- */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static int rec_by_seq(const void *a, const void *b) {
+    uint64_t x = (*(prof_rec *const *)a)->seq, y = (*(prof_rec *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+static prof_rec *find_rec(prof_rec **sorted, size_t n, uint64_t seq) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sorted[mid]->seq < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return (lo < n && sorted[lo]->seq == seq) ? sorted[lo] : NULL;
+}
+
+static int pid_of(const prof_rec *r) { return r->dev_kind * 1000 + r->dev_id; }
+static double us(uint64_t t, uint64_t t0) { return (double)(t - t0) / 1000.0; }
+
+static const char *status_text(int st) { return st < 0 ? "skipped" : td_status_name((td_status)st); }
+
+static td_status write_trace(const char *path, prof_rec **sorted, size_t n, unsigned session) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return td__fail(TD_EIO, "td_profiler_stop: cannot write the trace to '%s'", tmp);
+    uint64_t t0 = UINT64_MAX;
+    for (size_t i = 0; i < n; i++)
+        if (sorted[i]->t_push && sorted[i]->t_push < t0) t0 = sorted[i]->t_push;
+    if (t0 == UINT64_MAX) t0 = 0;
+    fputs("{\"displayTimeUnit\":\"ns\",\"otherData\":{\"producer\":\"tide\"},\"traceEvents\":[\n", f);
+    int first = 1;
+#define SEP() (first ? (first = 0, "") : ",\n")
+    /* Names for processes (devices) and tracks (workers): one metadata
+     * event per distinct device and per distinct worker of a device. */
+    enum { NPROC = 2 * TD__MAX_CPU_DEVICES, NTRACK = 256 };
+    unsigned char *seen = calloc(NPROC * (NTRACK + 1), 1);
+    for (size_t i = 0; seen && i < n; i++) {
+        prof_rec *r = sorted[i];
+        int p = r->dev_kind * TD__MAX_CPU_DEVICES + r->dev_id;
+        int w = r->worker < 0 ? 0 : r->worker;
+        if (p < 0 || p >= NPROC) continue;
+        unsigned char *ps = seen + (size_t)p * (NTRACK + 1);
+        if (!ps[NTRACK]) {
+            ps[NTRACK] = 1;
+            td__device *d = td__device_find((td_device){r->dev_kind, r->dev_id});
+            fprintf(f, "%s{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_name\",\"args\":{\"name\":", SEP(), pid_of(r));
+            json_str(f, d ? d->name : "device");
+            fputs("}}", f);
+        }
+        if (w < NTRACK && !ps[w]) {
+            ps[w] = 1;
+            fprintf(f, "%s{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":\"%s %d\"}}",
+                    SEP(), pid_of(r), w, td__g.naive ? "caller thread (naive engine)" : "worker", w);
+        }
+    }
+    free(seen);
+    for (size_t i = 0; i < n; i++) {
+        prof_rec *r = sorted[i];
+        int w = r->worker < 0 ? 0 : r->worker;
+        fprintf(f, "%s{\"ph\":\"X\",\"cat\":\"op\",\"name\":", SEP());
+        json_str(f, r->name);
+        fprintf(f, ",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"push\":%llu,\"status\":\"%s\","
+                   "\"pushed_us\":%.3f,\"ready_us\":%.3f,\"queued_us\":%.3f,\"reads\":[",
+                pid_of(r), w, us(r->t_start, t0), us(r->t_end, r->t_start), (unsigned long long)r->seq,
+                status_text(r->status), us(r->t_push, t0), us(r->t_ready, t0), us(r->t_start, r->t_ready));
+        int k = 0;
+        for (int j = 0; j < r->n_reads && k < PROF_VARS; j++, k++) fprintf(f, "%s%llu", j ? "," : "", (unsigned long long)r->vars[k]);
+        fputs("],\"writes\":[", f);
+        for (int j = 0; j < r->n_writes && k < PROF_VARS; j++, k++) fprintf(f, "%s%llu", j ? "," : "", (unsigned long long)r->vars[k]);
+        fprintf(f, "]%s}}", (r->n_reads + r->n_writes > PROF_VARS) ? ",\"vars_truncated\":true" : "");
+        fprintf(f, "%s{\"ph\":\"C\",\"name\":\"ready queue\",\"pid\":%d,\"ts\":%.3f,\"args\":{\"depth\":%d}}", SEP(),
+                pid_of(r), us(r->t_start, t0), r->depth);
+        fprintf(f, "%s{\"ph\":\"C\",\"name\":\"bytes in flight\",\"pid\":%d,\"ts\":%.3f,\"args\":{\"bytes\":%llu}}",
+                SEP(), pid_of(r), us(r->t_end, t0), (unsigned long long)r->inflight);
+    }
+    /* Flows: from the end of the op that released a dependency to the start
+     * of the op that was waiting for it. */
+    uint64_t id = 0;
+    for (prof_buf *b = bufs; b; b = b->next) {
+        if (b->session != session) continue;
+        for (size_t i = 0; i < b->nf; i++) {
+            prof_rec *a = find_rec(sorted, n, b->flows[i].from), *c = find_rec(sorted, n, b->flows[i].to);
+            if (!a || !c) continue;
+            id++;
+            double ts_a = us(a->t_end, t0) - 0.001;
+            if (ts_a < us(a->t_start, t0)) ts_a = us(a->t_start, t0);
+            fprintf(f, "%s{\"ph\":\"s\",\"cat\":\"dep\",\"name\":\"dep\",\"id\":%llu,\"pid\":%d,\"tid\":%d,\"ts\":%.3f,"
+                       "\"args\":{\"from\":%llu,\"to\":%llu}}",
+                    SEP(), (unsigned long long)id, pid_of(a), a->worker < 0 ? 0 : a->worker, ts_a,
+                    (unsigned long long)a->seq, (unsigned long long)c->seq);
+            fprintf(f, "%s{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"dep\",\"name\":\"dep\",\"id\":%llu,\"pid\":%d,\"tid\":%d,"
+                       "\"ts\":%.3f,\"args\":{\"from\":%llu,\"to\":%llu}}",
+                    SEP(), (unsigned long long)id, pid_of(c), c->worker < 0 ? 0 : c->worker, us(c->t_start, t0),
+                    (unsigned long long)a->seq, (unsigned long long)c->seq);
+        }
+    }
+#undef SEP
+    fputs("\n]}\n", f);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
+        remove(tmp);
+        return td__fail(TD_EIO, "td_profiler_stop: error writing the trace to '%s'", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        remove(tmp);
+        return td__fail(TD_EIO, "td_profiler_stop: cannot move the trace to '%s'", path);
+    }
+    return TD_OK;
+}
+
+static int agg_cmp(const void *a, const void *b) {
+    const agg_row *x = a, *y = b;
+    return x->total < y->total ? 1 : x->total > y->total ? -1 : strcmp(x->name, y->name);
+}
+
+/* Collects the session's records, sorted by push number.  prof_mu held. */
+static prof_rec **collect(unsigned session, size_t *n_out) {
+    size_t n = 0;
+    for (prof_buf *b = bufs; b; b = b->next)
+        if (b->session == session) n += b->n;
+    prof_rec **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!sorted) return NULL;
+    size_t k = 0;
+    for (prof_buf *b = bufs; b; b = b->next)
+        if (b->session == session)
+            for (size_t i = 0; i < b->n; i++) sorted[k++] = &b->recs[i];
+    qsort(sorted, n, sizeof *sorted, rec_by_seq);
+    *n_out = n;
+    return sorted;
+}
+
+static void aggregate(prof_rec **sorted, size_t n) {
+    free(agg);
+    agg = NULL;
+    agg_n = 0;
+    if (!n) return;
+    agg = calloc(n, sizeof *agg);
+    if (!agg) return;
+    for (size_t i = 0; i < n; i++) {
+        prof_rec *r = sorted[i];
+        double d = (double)(r->t_end - r->t_start) / 1000.0;
+        size_t j;
+        for (j = 0; j < agg_n; j++)
+            if (strcmp(agg[j].name, r->name) == 0) break;
+        if (j == agg_n) {
+            memcpy(agg[j].name, r->name, sizeof agg[j].name);
+            agg[j].min = d;
+            agg_n++;
+        }
+        agg[j].count++;
+        agg[j].total += d;
+        if (d < agg[j].min) agg[j].min = d;
+        if (d > agg[j].max) agg[j].max = d;
+    }
+    qsort(agg, agg_n, sizeof *agg, agg_cmp);
+}
+
+td_status td_profiler_start(const char *trace_path) {
+    td_status st;
+    if ((st = td__busy_check("td_profiler_start")) != TD_OK) return st;
+    if ((st = td__ensure()) != TD_OK) return st;
+    uv_once(&prof_once, prof_init);
+    uv_mutex_lock(&prof_mu);
+    if (atomic_load(&td__prof_on)) {
+        uv_mutex_unlock(&prof_mu);
+        return td__fail(TD_EINVAL, "td_profiler_start: the profiler is already recording (call td_profiler_stop)");
+    }
+    prof_has_path = trace_path != NULL;
+    if (trace_path) td__strlcpy(prof_path, trace_path, sizeof prof_path);
+    atomic_fetch_add(&prof_session, 1);
+    atomic_store(&td__prof_on, 1);
+    uv_mutex_unlock(&prof_mu);
+    return TD_OK;
+}
+
+td_status td__profiler_stop_internal(int drain) {
+    uv_once(&prof_once, prof_init);
+    if (drain) td__drain();
+    uv_mutex_lock(&prof_mu);
+    if (!atomic_load(&td__prof_on)) {
+        uv_mutex_unlock(&prof_mu);
+        return td__fail(TD_EINVAL, "td_profiler_stop: the profiler is not recording");
+    }
+    atomic_store(&td__prof_on, 0);
+    unsigned session = atomic_load(&prof_session);
+    size_t n = 0;
+    prof_rec **sorted = collect(session, &n);
+    td_status st = TD_OK;
+    if (!sorted) st = td__fail(TD_ENOMEM, "td_profiler_stop: out of memory while writing the trace");
+    else {
+        aggregate(sorted, n);
+        if (prof_has_path) st = write_trace(prof_path, sorted, n, session);
+    }
+    free(sorted);
+    uv_mutex_unlock(&prof_mu);
+    return st;
+}
+
+td_status td_profiler_stop(void) {
+    td_status st;
+    if ((st = td__busy_check("td_profiler_stop")) != TD_OK) return st;
+    return td__profiler_stop_internal(td_is_running());
+}
+
+int td_profiler_is_on(void) { return atomic_load(&td__prof_on); }
+
+td_status td_profiler_summary(FILE *out) {
+    if (!out) return td__fail(TD_EINVAL, "td_profiler_summary: out is NULL");
+    uv_once(&prof_once, prof_init);
+    uv_mutex_lock(&prof_mu);
+    if (atomic_load(&td__prof_on)) {
+        /* While recording: a summary of what is recorded so far. */
+        size_t n = 0;
+        prof_rec **sorted = NULL;
+        uv_mutex_unlock(&prof_mu);
+        if (td__busy_check("td_profiler_summary") == TD_OK && td_is_running()) td__drain();
+        uv_mutex_lock(&prof_mu);
+        sorted = collect(atomic_load(&prof_session), &n);
+        if (sorted) aggregate(sorted, n);
+        free(sorted);
+    }
+    if (!agg_n) {
+        uv_mutex_unlock(&prof_mu);
+        return td__fail(TD_EINVAL, "td_profiler_summary: nothing recorded (call td_profiler_start first)");
+    }
+    fprintf(out, "%-32s %10s %12s %10s %10s %10s\n", "op", "count", "total_us", "min_us", "max_us", "mean_us");
+    for (size_t i = 0; i < agg_n; i++)
+        fprintf(out, "%-32s %10llu %12.1f %10.2f %10.2f %10.2f\n", agg[i].name, (unsigned long long)agg[i].count,
+                agg[i].total, agg[i].min, agg[i].max, agg[i].total / (double)agg[i].count);
+    uv_mutex_unlock(&prof_mu);
+    return TD_OK;
+}
