@@ -20,7 +20,7 @@
 
 #include "engine/internal.h"
 
-_Thread_local int td__tls_worker;
+_Thread_local int td__tls_worker; /* declared in internal.h */
 
 typedef struct pjob {
     td_range_fn fn;
@@ -51,6 +51,7 @@ struct td__executor {
     _Alignas(TD__CACHELINE) atomic_int nready;
     atomic_int njobs;
     atomic_int sleepers;
+    atomic_int spinning;
     atomic_int stop;
     uv_mutex_t sleep_mu;
     uv_cond_t sleep_cv;
@@ -142,7 +143,7 @@ void td__exec_submit(td__executor *ex, td__opr *op) {
     queue_put(ex, op);
     td__spin_unlock(&ex->qlock);
     atomic_fetch_add(&ex->nready, 1);
-    if (atomic_load(&ex->sleepers) > 0) wake(ex, 0);
+    if (atomic_load(&ex->sleepers) > 0 && !atomic_load(&ex->spinning)) wake(ex, 0);
 }
 
 static td__opr *try_pop(td__executor *ex) {
@@ -235,9 +236,23 @@ td_status td_parallel_for(const td_exec *ctx, int64_t n, int64_t grain, td_range
     return TD_OK;
 }
 
-/* ---- workers ---- */
+/* ---- workers ----
+ * At most one worker spins at a time (the others sleep), and a submitter
+ * wakes a sleeper only when no worker spins: a spinner will take the op.  A
+ * spinner that finds work wakes a sleeper if more work is queued, so the
+ * pool widens as the queue grows, one wake at a time.  This keeps the number
+ * of busy threads near the work available: on two cores, two spinning
+ * workers and the pushing thread would fight over the CPUs. */
 static int has_work(td__executor *ex) {
     return atomic_load(&ex->nready) > 0 || atomic_load(&ex->njobs) > 0 || atomic_load(&ex->stop);
+}
+
+static void sleep_until_work(td__executor *ex) {
+    uv_mutex_lock(&ex->sleep_mu);
+    atomic_fetch_add(&ex->sleepers, 1);
+    while (!has_work(ex)) uv_cond_wait(&ex->sleep_cv, &ex->sleep_mu);
+    atomic_fetch_sub(&ex->sleepers, 1);
+    uv_mutex_unlock(&ex->sleep_mu);
 }
 
 static void worker_main(void *p) {
@@ -248,25 +263,31 @@ static void worker_main(void *p) {
     for (;;) {
         td__opr *op = try_pop(ex);
         if (op) {
+            td__account_before_run(op);
             atomic_store_explicit(&w->running, op, memory_order_relaxed);
             td__op_execute(op, w->index);
             atomic_store_explicit(&w->running, NULL, memory_order_relaxed);
             continue;
         }
         if (help_jobs(ex)) continue;
+        td__account_flush(); /* nothing may be held back while idle */
         if (atomic_load(&ex->stop)) break;
-        uint64_t t0 = uv_hrtime();
-        for (unsigned i = 0; !has_work(ex); i++) {
-            td__cpu_relax();
-            if ((i & 31) == 0 && uv_hrtime() - t0 > ex->spin_ns) break;
+        int expect = 0;
+        if (ex->spin_ns && atomic_compare_exchange_strong(&ex->spinning, &expect, 1)) {
+            uint64_t t0 = uv_hrtime();
+            for (unsigned i = 0; !has_work(ex); i++) {
+                td__cpu_relax();
+                if ((i & 31) == 0 && uv_hrtime() - t0 > ex->spin_ns) break;
+            }
+            atomic_store(&ex->spinning, 0);
+            if (has_work(ex)) {
+                if (atomic_load(&ex->nready) > 1 && atomic_load(&ex->sleepers) > 0) wake(ex, 0);
+                continue;
+            }
         }
-        if (has_work(ex)) continue;
-        uv_mutex_lock(&ex->sleep_mu);
-        atomic_fetch_add(&ex->sleepers, 1);
-        while (!has_work(ex)) uv_cond_wait(&ex->sleep_cv, &ex->sleep_mu);
-        atomic_fetch_sub(&ex->sleepers, 1);
-        uv_mutex_unlock(&ex->sleep_mu);
+        sleep_until_work(ex);
     }
+    td__op_cache_flush();
 }
 
 td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {

@@ -123,7 +123,8 @@ struct td__opr {
     /* ready queue links (cpu_exec.c) */
     td__opr *qnext, *qchild;
     uint64_t qseq;
-    td__opr *pool_next;
+    td__opr *pool_next, *pool_chain; /* op pool (op.c) */
+    int pool_len;                     /* length of the chain this op heads */
     char name[TD__NAME_MAX];
 };
 
@@ -135,7 +136,7 @@ void td__op_execute(td__opr *op, int w);
 /* Ends op: marks, arg_free, release of its vars, accounting, recycling. */
 void td__op_finish(td__opr *op, td_status st);
 void td__op_recycle(td__opr *op);
-void td__ops_reset_pool(void);
+void td__op_cache_flush(void);
 
 /* The op this thread is running (NULL: none): blocking calls return
  * TD_EBUSY while it is set. */
@@ -211,6 +212,11 @@ td_status td__busy_check(const char *call);
 void td__account_push(td__opr *op);
 void td__account_done(td__opr *op);
 void td__bp_wait(size_t bytes);
+/* Workers only: publish held-back completions (see runtime.c). */
+void td__account_flush(void);
+void td__account_before_run(const td__opr *op);
+/* Set on the engine's worker threads. */
+extern _Thread_local int td__tls_worker;
 /* Waits until every op pushed so far (and what they push) has ended,
  * without reporting errors. */
 void td__drain(void);

@@ -15,26 +15,53 @@
 
 _Thread_local td__opr *td__tls_op;
 
-/* ---- the op pool ---- */
-enum { TD__SLAB_OPS = 64 };
+/* ---- the op pool ----
+ * Ops are allocated on the pushing thread and freed on the worker that ends
+ * them.  Each thread keeps a cache of free ops; a thread whose cache grows
+ * past CACHE_MAX hands a chain of CACHE_BATCH ops to a global stack of
+ * chains, and a thread whose cache is empty takes a whole chain from it, so
+ * the shared lock is taken once per CACHE_BATCH ops, not per op.  Slabs are
+ * linked in a list for the life of the process (type-stable memory: the
+ * stall report may read a recycled op's name without faulting). */
+enum { SLAB_OPS = 64, CACHE_MAX = 512, CACHE_BATCH = 256 };
+typedef struct slab {
+    struct slab *next;
+    td__opr ops[SLAB_OPS];
+} slab;
 static td__spin pool_lock;
-static td__opr *pool_free;
+static td__opr *pool_chains; /* chains of CACHE_BATCH ops, linked by pool_chain */
+static slab *slabs;
+static _Thread_local td__opr *cache_head;
+static _Thread_local int cache_n;
 
 static td__opr *op_alloc(void) {
+    td__opr *op = cache_head;
+    if (TD__LIKELY(op != NULL)) {
+        cache_head = op->pool_next;
+        cache_n--;
+        return op;
+    }
     td__spin_lock(&pool_lock);
-    td__opr *op = pool_free;
-    if (op) pool_free = op->pool_next;
+    td__opr *chain = pool_chains;
+    if (chain) pool_chains = chain->pool_chain;
     td__spin_unlock(&pool_lock);
-    if (op) return op;
-    td__opr *slab = calloc(TD__SLAB_OPS, sizeof *slab);
-    if (!slab) return NULL;
-    /* Keep slab[0] for the caller; the rest go to the free list. */
-    for (int i = 1; i < TD__SLAB_OPS - 1; i++) slab[i].pool_next = &slab[i + 1];
-    td__spin_lock(&pool_lock);
-    slab[TD__SLAB_OPS - 1].pool_next = pool_free;
-    pool_free = &slab[1];
-    td__spin_unlock(&pool_lock);
-    return &slab[0];
+    if (!chain) {
+        slab *sl = calloc(1, sizeof *sl);
+        if (!sl) return NULL;
+        td__spin_lock(&pool_lock);
+        sl->next = slabs;
+        slabs = sl;
+        td__spin_unlock(&pool_lock);
+        for (int i = 0; i < SLAB_OPS - 1; i++) sl->ops[i].pool_next = &sl->ops[i + 1];
+        sl->ops[SLAB_OPS - 1].pool_next = NULL;
+        chain = &sl->ops[0];
+        cache_n = SLAB_OPS;
+    } else {
+        cache_n = chain->pool_len;
+    }
+    cache_head = chain->pool_next;
+    cache_n--;
+    return chain;
 }
 
 void td__op_recycle(td__opr *op) {
@@ -42,10 +69,39 @@ void td__op_recycle(td__opr *op) {
     op->acc = NULL;
     if (op->errmsg) free(op->errmsg);
     op->errmsg = NULL;
-    td__spin_lock(&pool_lock);
-    op->pool_next = pool_free;
-    pool_free = op;
-    td__spin_unlock(&pool_lock);
+    op->pool_next = cache_head;
+    cache_head = op;
+    if (TD__UNLIKELY(++cache_n > CACHE_MAX)) {
+        /* Hand the first CACHE_BATCH ops to the global stack. */
+        td__opr *chain = cache_head, *last = chain;
+        for (int i = 1; i < CACHE_BATCH; i++) last = last->pool_next;
+        cache_head = last->pool_next;
+        last->pool_next = NULL;
+        cache_n -= CACHE_BATCH;
+        chain->pool_len = CACHE_BATCH;
+        td__spin_lock(&pool_lock);
+        chain->pool_chain = pool_chains;
+        pool_chains = chain;
+        td__spin_unlock(&pool_lock);
+    }
+}
+
+/* Called by a thread that stops running ops (a worker leaving): its cache
+ * goes back to the global stack so the next workers can reuse it. */
+void td__op_cache_flush(void) {
+    while (cache_head) {
+        td__opr *chain = cache_head, *last = chain;
+        int k = 1;
+        while (k < CACHE_BATCH && last->pool_next) last = last->pool_next, k++;
+        cache_head = last->pool_next;
+        last->pool_next = NULL;
+        chain->pool_len = k;
+        td__spin_lock(&pool_lock);
+        chain->pool_chain = pool_chains;
+        pool_chains = chain;
+        td__spin_unlock(&pool_lock);
+    }
+    cache_n = 0;
 }
 
 /* ---- access lists ---- */
@@ -205,8 +261,6 @@ void td__op_finish(td__opr *op, td_status st) {
     }
     op_end(op, st);
 }
-
-extern _Thread_local int td__tls_worker;
 
 void td__op_execute(td__opr *op, int w) {
     op->ex.worker = w;

@@ -204,20 +204,52 @@ void td__account_push(td__opr *op) {
     if (op->out_bytes) atomic_fetch_add(&td__g.inflight, op->out_bytes);
 }
 
-void td__account_done(td__opr *op) {
-    size_t bytes = op->out_bytes;
-    uint32_t e = op->epoch;
+/* k ops of epoch e have ended. */
+static void account_sub(uint32_t e, uint32_t k) {
     uint64_t w = atomic_load(&td__g.epoch_word);
     for (;;) {
         if ((uint32_t)(w >> 32) != e) {
-            if (atomic_fetch_sub(&td__g.retired[e & 1], 1) == 1) {
+            if (atomic_fetch_sub(&td__g.retired[e & 1], (long long)k) == (long long)k) {
                 uv_mutex_lock(&td__g.drain_mu);
                 uv_cond_broadcast(&td__g.drain_cv);
                 uv_mutex_unlock(&td__g.drain_mu);
             }
-            break;
+            return;
         }
-        if (atomic_compare_exchange_weak(&td__g.epoch_word, &w, w - 1)) break;
+        if (atomic_compare_exchange_weak(&td__g.epoch_word, &w, w - k)) return;
+    }
+}
+
+/* Workers count the ops they end in a batch of one epoch and publish it in
+ * one atomic step: before running an op of another epoch, every
+ * ACCOUNT_BATCH ops, and before going idle.  So a count a worker holds back
+ * always belongs to the epoch of the op it is running (which a wait on that
+ * epoch waits for anyway), and nothing is held back while it idles: no wait
+ * can hang on it, and the shared word moves between cores once per batch
+ * instead of once per op. */
+enum { ACCOUNT_BATCH = 64 };
+static _Thread_local uint32_t batch_epoch, batch_n;
+
+void td__account_flush(void) {
+    if (batch_n) {
+        uint32_t k = batch_n;
+        batch_n = 0;
+        account_sub(batch_epoch, k);
+    }
+}
+
+void td__account_before_run(const td__opr *op) {
+    if (batch_n && batch_epoch != op->epoch) td__account_flush();
+}
+
+void td__account_done(td__opr *op) {
+    size_t bytes = op->out_bytes;
+    if (td__tls_worker && !td__tls_op) { /* the worker loop itself, not an op's fn */
+        if (batch_n && batch_epoch != op->epoch) td__account_flush();
+        batch_epoch = op->epoch;
+        if (++batch_n >= ACCOUNT_BATCH) td__account_flush();
+    } else {
+        account_sub(op->epoch, 1);
     }
     if (bytes) {
         size_t now = atomic_fetch_sub(&td__g.inflight, bytes) - bytes;
