@@ -122,6 +122,7 @@ struct td__opr {
     td__access inline_acc[TD__INLINE_ACC];
     /* ready queue links (cpu_exec.c) */
     td__opr *qnext, *qchild;
+    _Atomic(td__opr *) mpsc_next;
     uint64_t qseq;
     td__opr *pool_next, *pool_chain; /* op pool (op.c) */
     int pool_len;                     /* length of the chain this op heads */
