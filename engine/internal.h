@@ -212,7 +212,8 @@ td_status td__busy_check(const char *call);
 /* Accounting of one op leaving: pending count and bytes in flight. */
 void td__account_push(td__opr *op);
 void td__account_done(td__opr *op);
-void td__bp_wait(size_t bytes);
+void td__bp_reserve(size_t bytes);
+void td__bp_unreserve(size_t bytes);
 /* Workers only: publish held-back completions (see runtime.c). */
 void td__account_flush(void);
 void td__account_before_run(const td__opr *op);

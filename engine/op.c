@@ -199,13 +199,17 @@ td_status td_push(const td_op *o) {
     }
     td__strlcpy(op->name, name, sizeof op->name);
 
-    if (op->out_bytes && !nested) td__bp_wait(op->out_bytes);
+    if (op->out_bytes && !nested) td__bp_reserve(op->out_bytes);
     for (;;) {
         td__account_push(op);
         if (nested || TD__LIKELY(atomic_load(&td__g.state) == TD__RUNNING)) break;
         /* td_shutdown began after we checked: undo, wait for it, start again. */
+        size_t b = op->out_bytes;
+        op->out_bytes = 0; /* undo the count only; the reservation stays */
         td__account_done(op);
+        op->out_bytes = b;
         if ((st = td__ensure_slow()) != TD_OK) {
+            if (b) td__bp_unreserve(b);
             td__op_recycle(op);
             return st;
         }

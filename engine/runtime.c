@@ -201,7 +201,7 @@ void td__account_push(td__opr *op) {
             if (atomic_compare_exchange_weak(&td__g.epoch_word, &w, w + 1)) break;
         }
     }
-    if (op->out_bytes) atomic_fetch_add(&td__g.inflight, op->out_bytes);
+    if (op->out_bytes && parent) atomic_fetch_add(&td__g.inflight, op->out_bytes);
 }
 
 /* k ops of epoch e have ended. */
@@ -261,17 +261,27 @@ void td__account_done(td__opr *op) {
     }
 }
 
-void td__bp_wait(size_t bytes) {
-    (void)bytes;
-    if (TD__LIKELY(atomic_load_explicit(&td__g.inflight, memory_order_relaxed) <= td__g.max_inflight)) return;
-    uv_mutex_lock(&td__g.bp_mu);
-    atomic_fetch_add(&td__g.bp_waiters, 1);
-    /* Every byte counted belongs to a pending op, so the total above the
-     * limit means some op is pending and will bring it down. */
-    while (atomic_load(&td__g.inflight) > td__g.max_inflight) uv_cond_wait(&td__g.bp_cv, &td__g.bp_mu);
-    atomic_fetch_sub(&td__g.bp_waiters, 1);
-    uv_mutex_unlock(&td__g.bp_mu);
+/* A user thread's op of `bytes`: waits while the total is above the limit,
+ * then adds its bytes in the same atomic step as the check, so that however
+ * many threads push at once the total stays within the limit plus one op.
+ * Every byte counted belongs to a pending op, so a total above the limit
+ * means some op is pending and will bring it down. */
+void td__bp_reserve(size_t bytes) {
+    size_t cur = atomic_load(&td__g.inflight);
+    for (;;) {
+        while (cur > td__g.max_inflight) {
+            uv_mutex_lock(&td__g.bp_mu);
+            atomic_fetch_add(&td__g.bp_waiters, 1);
+            while (atomic_load(&td__g.inflight) > td__g.max_inflight) uv_cond_wait(&td__g.bp_cv, &td__g.bp_mu);
+            atomic_fetch_sub(&td__g.bp_waiters, 1);
+            uv_mutex_unlock(&td__g.bp_mu);
+            cur = atomic_load(&td__g.inflight);
+        }
+        if (atomic_compare_exchange_weak(&td__g.inflight, &cur, cur + bytes)) return;
+    }
 }
+
+void td__bp_unreserve(size_t bytes) { atomic_fetch_sub(&td__g.inflight, bytes); }
 
 /* Closes the current epoch and waits until its ops (and theirs) are done.
  * Returns the closed epoch; *count gets how many ops it held when closed. */
@@ -392,7 +402,8 @@ static void fork_parent(void) {
     }
     if (fork_stopped) {
         fork_stopped = 0;
-        resume_saved_cfg = 1; /* workers start again on first use */
+        td_config c = td__g.cfg;
+        if (start_locked(&c) != TD_OK) resume_saved_cfg = 1; /* try again on first use */
     }
     uv_mutex_unlock(&life_mu);
 }
