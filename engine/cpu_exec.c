@@ -52,14 +52,15 @@ struct td__executor {
     td__device *dev;
     int n;
     worker *workers;
-    /* What workers poll, on one line: counts and the sleep protocol. */
-    _Alignas(TD__CACHELINE) atomic_int nfifo;
+    /* The queue line: all that a submitter and a polling worker touch, so
+     * that handing an op over moves one cache line between cores. */
+    _Alignas(TD__CACHELINE) td__spin clock; /* the FIFO of normal ops */
+    atomic_int nfifo;                       /* ops in it (changed under clock) */
     atomic_int nheap;
     atomic_int njobs;
     atomic_int sleepers;
     atomic_int spinning;
     atomic_int stop;
-    _Alignas(TD__CACHELINE) td__spin clock; /* the FIFO of normal ops */
     td__opr *q_head, *q_last;
     _Alignas(TD__CACHELINE) td__spin qlock; /* the heap and the job list */
     td__opr *heap;
@@ -126,8 +127,11 @@ static void fifo_push(td__executor *ex, td__opr *op) {
     if (ex->q_last) ex->q_last->qnext = op;
     else ex->q_head = op;
     ex->q_last = op;
+    /* Sequentially consistent: orders this store before the submitter's
+     * load of `sleepers` (the sleep protocol's other half is in
+     * sleep_until_work). */
+    atomic_store(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + 1);
     td__spin_unlock(&ex->clock);
-    atomic_fetch_add(&ex->nfifo, 1);
 }
 
 static td__opr *fifo_pop(td__executor *ex) {
@@ -136,9 +140,10 @@ static td__opr *fifo_pop(td__executor *ex) {
     if (op) {
         ex->q_head = op->qnext;
         if (!ex->q_head) ex->q_last = NULL;
+        atomic_store_explicit(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
     }
     td__spin_unlock(&ex->clock);
-    if (op) atomic_fetch_sub(&ex->nfifo, 1);
     return op;
 }
 
@@ -151,6 +156,46 @@ static void wake(td__executor *ex, int all) {
     if (all) uv_cond_broadcast(&ex->sleep_cv);
     else uv_cond_signal(&ex->sleep_cv);
     uv_mutex_unlock(&ex->sleep_mu);
+}
+
+/* Whether to wake a sleeping worker for an op just queued.  Nothing to do
+ * when one spins (it takes the op) or none sleeps.  When an op is made ready
+ * by a worker (the release path) or every worker sleeps, wake at once.  When
+ * a user thread queues it while the awake workers are busy, the usual case
+ * is a worker inside a short op that will take the new one within a
+ * microsecond, and a wake costs the pushing thread a system call and the
+ * machine two context switches: so the pusher watches the queue for up to
+ * WAKE_DELAY_NS, and wakes a sleeper only if the queue has not drained (nor
+ * a worker started spinning) by then.  A queued op therefore never waits
+ * more than that (plus the wake itself) for a sleeping worker, whatever the
+ * pushing thread does next. */
+enum { WAKE_DELAY_NS = 2000 };
+
+static void maybe_wake(td__executor *ex) {
+    int sleepers = atomic_load(&ex->sleepers);
+    if (sleepers == 0 || atomic_load(&ex->spinning)) return;
+    if (td__tls_worker || sleepers >= ex->n) {
+        wake(ex, 0);
+        return;
+    }
+    uint64_t t0 = uv_hrtime();
+    for (unsigned i = 1;; i++) {
+        td__cpu_relax();
+        if (atomic_load(&ex->spinning) || !queue_nonempty(ex)) return;
+        if ((i & 7) == 0 && uv_hrtime() - t0 > WAKE_DELAY_NS) break;
+    }
+    wake(ex, 0);
+}
+
+void td__exec_kick(td__executor *ex) {
+    if (!ex || atomic_load(&ex->sleepers) == 0 || atomic_load(&ex->spinning)) return;
+    int queued = atomic_load(&ex->nfifo) + atomic_load(&ex->nheap);
+    if (queued > 0) wake(ex, queued > 1);
+}
+
+void td__exec_kick_all(void) {
+    if (atomic_load(&td__g.state) != TD__RUNNING && atomic_load(&td__g.state) != TD__STOPPING) return;
+    for (int i = 0; i < td__g.n_cpu; i++) td__exec_kick(td__g.cpu[i]);
 }
 
 void td__exec_submit(td__executor *ex, td__opr *op) {
@@ -172,7 +217,7 @@ void td__exec_submit(td__executor *ex, td__opr *op) {
         td__spin_unlock(&ex->qlock);
         atomic_fetch_add(&ex->nheap, 1);
     }
-    if (atomic_load(&ex->sleepers) > 0 && !atomic_load(&ex->spinning)) wake(ex, 0);
+    maybe_wake(ex);
 }
 
 static td__opr *heap_take(td__executor *ex, int only_urgent) {
@@ -309,6 +354,10 @@ static void worker_main(void *p) {
         if (op) tls_next = NULL;
         else op = try_pop(ex);
         if (op) {
+            /* A backlog this worker alone will not clear soon: widen the pool. */
+            if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= 2 && atomic_load(&ex->sleepers) > 0 &&
+                !atomic_load(&ex->spinning))
+                wake(ex, 0);
             td__account_before_run(op);
             atomic_store_explicit(&w->running, op, memory_order_relaxed);
             td__op_execute(op, w->index);

@@ -161,6 +161,9 @@ void td__event_wait(td__event *ev, const char *what);
 td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st);
 void td__exec_stop(td__executor *ex); /* joins; the queue must be empty */
 void td__exec_submit(td__executor *ex, td__opr *op);
+/* A user thread is about to block: wake a worker for queued ops if none is awake to take them. */
+void td__exec_kick(td__executor *ex);
+void td__exec_kick_all(void);
 int td__exec_nworkers(const td__executor *ex);
 void td__exec_report(td__executor *ex, FILE *out);
 

@@ -270,6 +270,7 @@ void td__bp_reserve(size_t bytes) {
     size_t cur = atomic_load(&td__g.inflight);
     for (;;) {
         while (cur > td__g.max_inflight) {
+            td__exec_kick_all();
             uv_mutex_lock(&td__g.bp_mu);
             atomic_fetch_add(&td__g.bp_waiters, 1);
             while (atomic_load(&td__g.inflight) > td__g.max_inflight) uv_cond_wait(&td__g.bp_cv, &td__g.bp_mu);
@@ -298,6 +299,7 @@ static uint32_t close_and_drain(uint64_t *count) {
     long long left = atomic_fetch_add(slot, c) + c;
     if (count) *count = (uint64_t)c;
     if (left != 0) {
+        td__exec_kick_all();
         uint64_t t0 = uv_hrtime();
         while (atomic_load(slot) != 0 && uv_hrtime() - t0 < 50000) td__cpu_relax();
         int reported = 0;

@@ -85,6 +85,7 @@ td_status td_var_wait(td_var *v) {
         else v->head = &w.acc[0];
         v->tail = &w.acc[0];
         td__spin_unlock(&v->lock);
+        td__exec_kick_all();
         td__event_wait(&ev, "td_var_wait");
         td__event_destroy(&ev);
         e = v->err; /* we hold a granted read: no writer can change it */

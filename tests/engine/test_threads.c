@@ -357,3 +357,44 @@ Test(threads, wait_all_returns_while_another_thread_keeps_pushing, .timeout = 60
         tt_stop(TD_OK);
     }
 }
+
+/* A queued op gets a sleeping worker even when the thread that pushed it
+ * never calls tide again: the pusher may not rely on a later wait to wake
+ * one.  The workers are left to fall asleep first; then a long op takes one
+ * worker, and the second op must start while the first still runs. */
+static atomic_int second_ran;
+static td_status long_until_second(void *arg, const td_exec *ex) {
+    (void)arg;
+    (void)ex;
+    tt_wait_at_least(&second_ran, 1, 5.0);
+    return TD_OK;
+}
+static td_status mark_second(void *arg, const td_exec *ex) {
+    (void)arg;
+    (void)ex;
+    atomic_store(&second_ran, 1);
+    return TD_OK;
+}
+
+Test(threads, an_op_queued_behind_a_long_op_wakes_a_sleeping_worker_without_a_wait, .timeout = 60) {
+    for (int round = 0; round < 5; round++) {
+        tt_start(TD_ENGINE_THREADED, 2);
+        td_var *a = tt_var(), *b = tt_var();
+        tt_sleep_ms(30); /* both workers go to sleep */
+        atomic_store(&second_ran, 0);
+        td_op la = tt_op("long", long_until_second, NULL, NULL, 0, &a, 1);
+        td_op mb = tt_op("second", mark_second, NULL, NULL, 0, &b, 1);
+        tt_push(&la);
+        tt_sleep_ms(5); /* the long op is running */
+        tt_push(&mb);
+        /* No tide call from here until the second op has run. */
+        double t0 = tt_now();
+        int ok = tt_wait_at_least(&second_ran, 1, 3.0);
+        cr_assert(ok, "round %d: the second op did not start within 3 s while a worker slept", round);
+        cr_log_info("round %d: second op ran %.1f us after its push", round, (tt_now() - t0) * 1e6);
+        cr_assert_eq(td_wait_all(), TD_OK);
+        td_var_free(a);
+        td_var_free(b);
+        tt_stop(TD_OK);
+    }
+}
