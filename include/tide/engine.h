@@ -104,6 +104,12 @@ int64_t td_parallel_chunks(int64_t n, int64_t grain);
  * (default 60; 0 turns it off). */
 void td_stall_report(FILE *out);
 
+/* The var of an array's storage (shared by its views); borrowed: valid while
+ * a lives.  A var that belongs to an array's storage keeps that storage
+ * alive while an op holds it. */
+typedef struct td_array td_array;
+td_var *td_array_var(const td_array *a);
+
 /* Number of workers of the executor of a device (0 if not present). */
 int td_device_workers(td_device dev);
 

@@ -7,5 +7,7 @@
 #include <tide/runtime.h>
 #include <tide/engine.h>
 #include <tide/profiler.h>
+#include <tide/array.h>
+#include <tide/ops.h>
 
 #endif

@@ -1,0 +1,97 @@
+/* tide ndarray: storage, pools and array handles (private to tide).
+ *
+ * A storage is one buffer from a device pool plus the engine var that orders
+ * every access to it.  Arrays (handles) hold references to a storage; when
+ * the last one goes, the var is freed, which the engine defers until every
+ * pending access is done; the var's destructor then gives the buffer back to
+ * the pool.  So pending ops keep the buffer alive with no extra op, and a
+ * released array's memory is reused as soon as nothing touches it.
+ */
+#ifndef TIDE_NDARRAY_INTERNAL_H
+#define TIDE_NDARRAY_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <tide/array.h>
+#include <tide/engine.h>
+
+#include "core/internal.h"
+#include "devices/internal.h"
+
+typedef struct td__storage {
+    atomic_int refs;      /* arrays (views) referencing it */
+    td_var *var;          /* orders every access; owns this storage */
+    void *data;           /* 64-byte aligned on CPUs */
+    size_t bytes;         /* requested size */
+    size_t cap;           /* the pool class size actually held */
+    td__device *dev;
+    atomic_ullong version; /* bumped by writes, for autograd's saved inputs */
+} td__storage;
+
+struct td_array {
+    atomic_int refs;
+    int dtype;
+    int ndim;
+    int64_t shape[TD_MAX_DIMS];
+    int64_t strides[TD_MAX_DIMS]; /* in elements */
+    int64_t offset;               /* in elements, from st->data */
+    td_device dev;
+    td__storage *st;
+    /* scope membership: touched only by the thread that owns the scope */
+    void *scope;
+    int scope_idx;
+};
+
+/* ---- pools (pool.c) ---- */
+/* A block of at least bytes from the device's pool (64-byte aligned); *cap
+ * gets its class size.  NULL with TD_ENOMEM (message set) after the pool was
+ * trimmed and the system asked once more. */
+void *td__pool_alloc(td__device *dev, size_t bytes, size_t *cap);
+void td__pool_free(td__device *dev, void *p, size_t cap);
+/* Test hook: the system allocator fails once n more allocations have been
+ * made (n < 0: never). */
+void td__pool_fail_after(long n);
+
+/* ---- storage and arrays (array.c) ---- */
+/* A new storage of bytes on dev, with one reference.  Starts the runtime. */
+td__storage *td__storage_new(td__device *dev, size_t bytes);
+void td__storage_release(td__storage *st);
+
+/* A new handle on st (retained) with the given layout; not in any scope.
+ * NULL with TD_ENOMEM. */
+td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *shape, const int64_t *strides,
+                         int64_t offset);
+/* A new C-contiguous array (uninitialised) on dev; not in any scope. */
+td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev, const char *who);
+/* Drops a reference tide holds for itself (an op's input, a temporary).
+ * Unlike td_release it never touches scopes: a user's array that a scope
+ * holds stays there while tide's own references come and go. */
+void td__array_unref(td_array *a);
+/* Gives a fresh array to the caller: into the innermost scope of this thread
+ * when one is open (and not inside an op), else as the caller's reference.
+ * Returns a, or NULL (a released, TD_ENOMEM) if the scope could not grow. */
+td_array *td__array_give(td_array *a);
+
+/* Checks a shape: ndim in [0, TD_MAX_DIMS], no negative size, total size
+ * representable; sets a message naming who. */
+td_status td__check_shape(const char *who, int ndim, const int64_t *shape);
+td_status td__check_dtype(const char *who, int dtype);
+int64_t td__shape_numel(int ndim, const int64_t *shape);
+void td__contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+/* "(2, 3)" into buf. */
+const char *td__shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
+/* Whether a covers every byte of its storage (so a write through it may be
+ * TD_OP_OVERWRITE). */
+int td__array_covers_storage(const td_array *a);
+/* Byte address of a's first element. */
+static inline char *td__array_ptr(const td_array *a) {
+    return (char *)a->st->data + a->offset * (int64_t)td_dtype_size(a->dtype);
+}
+
+/* ---- views (view.c) ---- */
+/* Strides viewing a as shape without a copy; 0 when the layout does not allow it. */
+int td__reshape_strides(const td_array *a, int ndim, const int64_t *shape, int64_t *out);
+/* shape with a -1 resolved against a's size; TD_ESHAPE when they differ. */
+td_status td__reshape_shape(const char *who, const td_array *a, int ndim, const int64_t *shape, int64_t *out);
+
+#endif

@@ -1,0 +1,503 @@
+/* Elementwise ops: the kernel engine shared by arithmetic, comparisons and
+ * copies, their descriptors and the public wrappers.
+ *
+ * A call is planned as an N-d loop over the output's shape (broadcast inputs
+ * have stride 0), with dimensions that are contiguous for every operand
+ * merged.  The flat index space is split into chunks by td_parallel_for
+ * (boundaries from the size only, so results never depend on the number of
+ * workers); each chunk walks row segments and calls an inner loop per (op,
+ * compute dtype).  Operands whose dtype differs from the compute dtype are
+ * converted in blocks of BLOCK elements on the stack, so there is one inner
+ * loop per op and dtype, not per combination of dtypes.  Inner loops have
+ * contiguous and scalar-broadcast fast paths that the compiler vectorises.
+ *
+ * Integer arithmetic wraps (computed in unsigned types, as numpy's results
+ * and without C's undefined behaviour); float to integer conversion
+ * truncates, NaN gives 0 and out-of-range values saturate.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/internal.h"
+
+enum { BLOCK = 256, GRAIN = 32768 };
+
+typedef void (*loop_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb);
+
+/* Set by an inner loop that met an error (integer pow with a negative
+ * exponent); read by the chunk that called it. */
+static _Thread_local int tls_loop_error;
+
+/* ---- conversions ---- */
+#define SAT_INT(T, MIN, MAX)                                                                                  \
+    static inline T sat_##T(double v) {                                                                       \
+        if (v != v) return 0;                                                                                 \
+        if (v <= (double)(MIN)) return (T)(MIN);                                                              \
+        if (v >= (double)(MAX)) return (T)(MAX);                                                              \
+        return (T)v;                                                                                          \
+    }
+SAT_INT(int32_t, INT32_MIN, INT32_MAX)
+SAT_INT(int64_t, INT64_MIN, INT64_MAX)
+static inline uint8_t sat_uint8_t(double v) { return (uint8_t)(uint64_t)sat_int64_t(v); } /* wraps, as int to u8 */
+
+void td__store_double(int dt, void *p, double v) {
+    switch (dt) {
+    case TD_F32: *(float *)p = (float)v; break;
+    case TD_F64: *(double *)p = v; break;
+    case TD_I32: *(int32_t *)p = sat_int32_t(v); break;
+    case TD_I64: *(int64_t *)p = sat_int64_t(v); break;
+    default: *(uint8_t *)p = sat_uint8_t(v); break;
+    }
+}
+
+/* One conversion loop per (source, destination) pair; integers convert to
+ * integers exactly (modulo the destination's width, as numpy's casts). */
+#define CONV(ST, DT, EXPR)                                                                                    \
+    static void conv_##ST##_##DT(const char *s, int64_t ss, char *d, int64_t ds, int64_t n) {                 \
+        for (int64_t i = 0; i < n; i++) {                                                                     \
+            ST x = *(const ST *)(s + i * ss);                                                                 \
+            *(DT *)(d + i * ds) = (EXPR);                                                                     \
+        }                                                                                                     \
+    }
+#define CONV_FROM_INT(ST)                                                                                     \
+    CONV(ST, float, (float)x)                                                                                 \
+    CONV(ST, double, (double)x)                                                                               \
+    CONV(ST, int32_t, (int32_t)(uint32_t)(uint64_t)(int64_t)x)                                                \
+    CONV(ST, int64_t, (int64_t)x)                                                                             \
+    CONV(ST, uint8_t, (uint8_t)(uint64_t)(int64_t)x)
+#define CONV_FROM_FLOAT(ST)                                                                                   \
+    CONV(ST, float, (float)x)                                                                                 \
+    CONV(ST, double, (double)x)                                                                               \
+    CONV(ST, int32_t, sat_int32_t((double)x))                                                                 \
+    CONV(ST, int64_t, sat_int64_t((double)x))                                                                 \
+    CONV(ST, uint8_t, sat_uint8_t((double)x))
+CONV_FROM_FLOAT(float)
+CONV_FROM_FLOAT(double)
+CONV_FROM_INT(int32_t)
+CONV_FROM_INT(int64_t)
+CONV_FROM_INT(uint8_t)
+
+typedef void (*conv_fn)(const char *, int64_t, char *, int64_t, int64_t);
+#define CONV_ROW(ST) {conv_##ST##_float, conv_##ST##_double, conv_##ST##_int32_t, conv_##ST##_int64_t, conv_##ST##_uint8_t}
+static const conv_fn convs[TD_DTYPE_COUNT][TD_DTYPE_COUNT] = {
+    CONV_ROW(float), CONV_ROW(double), CONV_ROW(int32_t), CONV_ROW(int64_t), CONV_ROW(uint8_t)};
+
+static void convert(int sd, const char *s, int64_t ss, int dd, char *d, int64_t ds, int64_t n) {
+    convs[sd][dd](s, ss, d, ds, n);
+}
+
+void td__convert(int sd, const char *src, int64_t ss, int dd, char *dst, int64_t n) {
+    convert(sd, src, ss, dd, dst, (int64_t)td_dtype_size(dd), n);
+}
+
+/* ---- inner loops ---- */
+#define LOOP2(NAME, T, OT, EXPR)                                                                              \
+    static void NAME(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) {  \
+        if (so == (int64_t)sizeof(OT) && sa == (int64_t)sizeof(T) && sb == (int64_t)sizeof(T)) {              \
+            OT *po = (OT *)o;                                                                                 \
+            const T *pa = (const T *)a, *pb = (const T *)b;                                                   \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                T x = pa[i], y = pb[i];                                                                       \
+                po[i] = (EXPR);                                                                               \
+            }                                                                                                 \
+        } else if (so == (int64_t)sizeof(OT) && sa == (int64_t)sizeof(T) && sb == 0) {                        \
+            OT *po = (OT *)o;                                                                                 \
+            const T *pa = (const T *)a;                                                                       \
+            const T y = *(const T *)b;                                                                        \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                T x = pa[i];                                                                                  \
+                po[i] = (EXPR);                                                                               \
+            }                                                                                                 \
+        } else if (so == (int64_t)sizeof(OT) && sa == 0 && sb == (int64_t)sizeof(T)) {                        \
+            OT *po = (OT *)o;                                                                                 \
+            const T x = *(const T *)a;                                                                        \
+            const T *pb = (const T *)b;                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                T y = pb[i];                                                                                  \
+                po[i] = (EXPR);                                                                               \
+            }                                                                                                 \
+        } else {                                                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                T x = *(const T *)(a + i * sa), y = *(const T *)(b + i * sb);                                 \
+                *(OT *)(o + i * so) = (EXPR);                                                                 \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+
+static inline int64_t ipow64(int64_t x, int64_t e) {
+    if (e < 0) {
+        tls_loop_error = 1;
+        return 0;
+    }
+    uint64_t r = 1, b = (uint64_t)x;
+    while (e) {
+        if (e & 1) r *= b;
+        b *= b;
+        e >>= 1;
+    }
+    return (int64_t)r;
+}
+
+#define WRAP(T, UT, OP) ((T)(UT)((UT)x OP (UT)y))
+#define FMAX(x, y) (((x) != (x) || (x) > (y)) ? (x) : (y))
+#define FMIN(x, y) (((x) != (x) || (x) < (y)) ? (x) : (y))
+#define IMAX(x, y) ((x) > (y) ? (x) : (y))
+#define IMIN(x, y) ((x) < (y) ? (x) : (y))
+
+#define FLOAT_LOOPS(T, SUF, POWF)                                                                             \
+    LOOP2(add_##SUF, T, T, x + y)                                                                             \
+    LOOP2(sub_##SUF, T, T, x - y)                                                                             \
+    LOOP2(mul_##SUF, T, T, x * y)                                                                             \
+    LOOP2(div_##SUF, T, T, x / y)                                                                             \
+    LOOP2(pow_##SUF, T, T, POWF(x, y))                                                                        \
+    LOOP2(max_##SUF, T, T, FMAX(x, y))                                                                        \
+    LOOP2(min_##SUF, T, T, FMIN(x, y))
+#define INT_LOOPS(T, UT, SUF)                                                                                 \
+    LOOP2(add_##SUF, T, T, WRAP(T, UT, +))                                                                    \
+    LOOP2(sub_##SUF, T, T, WRAP(T, UT, -))                                                                    \
+    LOOP2(mul_##SUF, T, T, WRAP(T, UT, *))                                                                    \
+    LOOP2(pow_##SUF, T, T, (T)ipow64((int64_t)x, (int64_t)y))                                                 \
+    LOOP2(max_##SUF, T, T, IMAX(x, y))                                                                        \
+    LOOP2(min_##SUF, T, T, IMIN(x, y))
+#define CMP_LOOPS(T, SUF)                                                                                     \
+    LOOP2(eq_##SUF, T, uint8_t, x == y)                                                                       \
+    LOOP2(ne_##SUF, T, uint8_t, x != y)                                                                       \
+    LOOP2(lt_##SUF, T, uint8_t, x < y)                                                                        \
+    LOOP2(le_##SUF, T, uint8_t, x <= y)                                                                       \
+    LOOP2(gt_##SUF, T, uint8_t, x > y)                                                                        \
+    LOOP2(ge_##SUF, T, uint8_t, x >= y)
+
+FLOAT_LOOPS(float, f32, powf)
+FLOAT_LOOPS(double, f64, pow)
+INT_LOOPS(int32_t, uint32_t, i32)
+INT_LOOPS(int64_t, uint64_t, i64)
+INT_LOOPS(uint8_t, uint8_t, u8)
+CMP_LOOPS(float, f32)
+CMP_LOOPS(double, f64)
+CMP_LOOPS(int32_t, i32)
+CMP_LOOPS(int64_t, i64)
+CMP_LOOPS(uint8_t, u8)
+
+#define COPY_LOOP(T, SUF)                                                                                     \
+    static void copy_##SUF(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb) { \
+        (void)b;                                                                                              \
+        (void)sb;                                                                                             \
+        if (so == (int64_t)sizeof(T) && sa == (int64_t)sizeof(T)) {                                          \
+            memmove(o, a, (size_t)n * sizeof(T));                                                             \
+        } else if (so == (int64_t)sizeof(T) && sa == 0) {                                                     \
+            T *po = (T *)o;                                                                                   \
+            const T v = *(const T *)a;                                                                        \
+            for (int64_t i = 0; i < n; i++) po[i] = v;                                                        \
+        } else {                                                                                              \
+            for (int64_t i = 0; i < n; i++) *(T *)(o + i * so) = *(const T *)(a + i * sa);                    \
+        }                                                                                                     \
+    }
+COPY_LOOP(float, f32)
+COPY_LOOP(double, f64)
+COPY_LOOP(int32_t, i32)
+COPY_LOOP(int64_t, i64)
+COPY_LOOP(uint8_t, u8)
+
+#define ROW(op) {op##_f32, op##_f64, op##_i32, op##_i64, op##_u8}
+#define FROW(op) {op##_f32, op##_f64, NULL, NULL, NULL}
+static const loop_fn loops[TD__EW_COUNT][TD_DTYPE_COUNT] = {
+    [TD__EW_COPY] = ROW(copy), [TD__EW_ADD] = ROW(add), [TD__EW_SUB] = ROW(sub), [TD__EW_MUL] = ROW(mul),
+    [TD__EW_DIV] = FROW(div),  [TD__EW_POW] = ROW(pow), [TD__EW_MAX] = ROW(max), [TD__EW_MIN] = ROW(min),
+    [TD__EW_EQ] = ROW(eq),     [TD__EW_NE] = ROW(ne),   [TD__EW_LT] = ROW(lt),   [TD__EW_LE] = ROW(le),
+    [TD__EW_GT] = ROW(gt),     [TD__EW_GE] = ROW(ge)};
+
+static int is_compare(int code) { return code >= TD__EW_EQ; }
+
+/* ---- the plan and its chunks ---- */
+typedef struct {
+    int nd;
+    int64_t shape[TD_MAX_DIMS];
+    int nops;                     /* operands besides out: 1 or 2 */
+    char *ptr[3];                 /* out, a, b */
+    int64_t str[3][TD_MAX_DIMS];  /* byte strides */
+    int dt[3];
+    int cdt, ldt;                 /* compute dtype; dtype the loop writes */
+    loop_fn fn;
+    atomic_int err;
+} plan;
+
+static void run_segment(plan *p, int64_t n, char *po, char *pa, char *pb) {
+    int64_t so = p->str[0][p->nd - 1], sa = p->str[1][p->nd - 1], sb = p->nops > 1 ? p->str[2][p->nd - 1] : 0;
+    int conv_a = p->dt[1] != p->cdt, conv_b = p->nops > 1 && p->dt[2] != p->cdt, conv_o = p->dt[0] != p->ldt;
+    if (!conv_a && !conv_b && !conv_o) {
+        p->fn(n, po, so, pa, sa, pb, sb);
+        return;
+    }
+    _Alignas(64) char ta[BLOCK * 8], tb[BLOCK * 8], to[BLOCK * 8];
+    int64_t ce = (int64_t)td_dtype_size(p->cdt), le = (int64_t)td_dtype_size(p->ldt);
+    for (int64_t done = 0; done < n;) {
+        int64_t m = n - done < BLOCK ? n - done : BLOCK;
+        const char *xa = pa, *xb = pb;
+        int64_t xsa = sa, xsb = sb;
+        if (conv_a) {
+            /* A broadcast operand (stride 0) needs converting once. */
+            convert(p->dt[1], pa, sa, p->cdt, ta, ce, sa ? m : 1);
+            xa = ta;
+            xsa = sa ? ce : 0;
+        }
+        if (conv_b) {
+            convert(p->dt[2], pb, sb, p->cdt, tb, ce, sb ? m : 1);
+            xb = tb;
+            xsb = sb ? ce : 0;
+        }
+        if (conv_o) {
+            p->fn(m, to, le, xa, xsa, xb, xsb);
+            convert(p->ldt, to, le, p->dt[0], po, so, m);
+        } else {
+            p->fn(m, po, so, xa, xsa, xb, xsb);
+        }
+        done += m;
+        po += m * so;
+        pa += m * sa;
+        if (p->nops > 1) pb += m * sb;
+    }
+}
+
+static void run_chunk(void *arg, int64_t b, int64_t e) {
+    plan *p = arg;
+    int nd = p->nd;
+    int64_t idx[TD_MAX_DIMS], rem = b;
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = rem % p->shape[d];
+        rem /= p->shape[d];
+    }
+    tls_loop_error = 0;
+    while (b < e) {
+        int64_t take = p->shape[nd - 1] - idx[nd - 1];
+        if (take > e - b) take = e - b;
+        char *ptr[3];
+        for (int k = 0; k <= p->nops; k++) {
+            int64_t off = 0;
+            for (int d = 0; d < nd; d++) off += idx[d] * p->str[k][d];
+            ptr[k] = p->ptr[k] + off;
+        }
+        run_segment(p, take, ptr[0], ptr[1], p->nops > 1 ? ptr[2] : ptr[1]);
+        b += take;
+        idx[nd - 1] += take;
+        for (int d = nd - 1; d > 0 && idx[d] >= p->shape[d]; d--) {
+            idx[d] = 0;
+            idx[d - 1]++;
+        }
+    }
+    if (tls_loop_error) atomic_store(&p->err, 1);
+}
+
+/* Byte strides of operand x along the output's dims (0 where broadcast). */
+static void operand_strides(const td_array *x, int nd, const int64_t *shape, int64_t *out) {
+    int64_t es = (int64_t)td_dtype_size(x->dtype);
+    for (int i = nd - 1, j = x->ndim - 1; i >= 0; i--, j--)
+        out[i] = (j >= 0 && x->shape[j] == shape[i] && shape[i] != 1) ? x->strides[j] * es : 0;
+}
+
+td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
+    const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
+    const td_array *out = c->out;
+    plan p;
+    memset(&p, 0, sizeof p);
+    int64_t n = td_numel(out);
+    if (n == 0) return TD_OK;
+    p.cdt = at->cdt;
+    p.ldt = is_compare(at->code) ? TD_U8 : at->cdt;
+    p.fn = loops[at->code][at->cdt];
+    if (!p.fn) {
+        td_exec_set_error(ex, "no %s loop for %s", c->desc->name, td_dtype_name(at->cdt));
+        return TD_EDTYPE;
+    }
+    p.nops = at->code == TD__EW_COPY ? 1 : 2;
+    /* Operands in order: out, left, right; the scalar (if any) takes its
+     * side with stride 0 and is already of the compute dtype. */
+    const td_array *ops[2] = {NULL, NULL};
+    int ai = 0;
+    for (int k = 0; k < p.nops; k++) {
+        if (at->scalar_pos == k + 1) continue;
+        ops[k] = c->in[ai++];
+    }
+    int nd = out->ndim;
+    int64_t shape[TD_MAX_DIMS];
+    memcpy(shape, out->shape, sizeof shape);
+    p.ptr[0] = td__array_ptr(out);
+    p.dt[0] = out->dtype;
+    for (int i = 0; i < nd; i++) p.str[0][i] = out->strides[i] * (int64_t)td_dtype_size(out->dtype);
+    for (int k = 0; k < p.nops; k++) {
+        if (ops[k]) {
+            p.ptr[k + 1] = td__array_ptr(ops[k]);
+            p.dt[k + 1] = ops[k]->dtype;
+            operand_strides(ops[k], nd, shape, p.str[k + 1]);
+        } else {
+            p.ptr[k + 1] = (char *)at->sbuf;
+            p.dt[k + 1] = at->cdt;
+            for (int i = 0; i < nd; i++) p.str[k + 1][i] = 0;
+        }
+    }
+    /* Merge dims that are contiguous for every operand; drop size-1 dims. */
+    int m = 0;
+    int64_t mshape[TD_MAX_DIMS], mstr[3][TD_MAX_DIMS];
+    for (int i = 0; i < nd; i++) {
+        if (shape[i] == 1) continue;
+        int merge = m > 0;
+        for (int k = 0; merge && k <= p.nops; k++) merge = mstr[k][m - 1] == p.str[k][i] * shape[i];
+        if (merge) {
+            mshape[m - 1] *= shape[i];
+            for (int k = 0; k <= p.nops; k++) mstr[k][m - 1] = p.str[k][i];
+        } else {
+            mshape[m] = shape[i];
+            for (int k = 0; k <= p.nops; k++) mstr[k][m] = p.str[k][i];
+            m++;
+        }
+    }
+    if (m == 0) {
+        mshape[0] = 1;
+        for (int k = 0; k <= p.nops; k++) mstr[k][0] = 0;
+        m = 1;
+    }
+    p.nd = m;
+    memcpy(p.shape, mshape, sizeof mshape);
+    memcpy(p.str, mstr, sizeof mstr);
+    atomic_init(&p.err, 0);
+    td_status st = td_parallel_for(ex, n, GRAIN, run_chunk, &p);
+    if (st != TD_OK) return st;
+    if (atomic_load(&p.err)) {
+        td_exec_set_error(ex, "integers to negative integer powers are not allowed");
+        return TD_EFAILED;
+    }
+    return TD_OK;
+}
+
+/* ---- descriptors ---- */
+static td_status infer_binary(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
+    const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
+    char who[32];
+    snprintf(who, sizeof who, "td_%s", c->desc->name);
+    if (at->scalar_pos) {
+        *ndim = c->in[0]->ndim;
+        memcpy(shape, c->in[0]->shape, sizeof(int64_t) * (size_t)*ndim);
+    } else if (td__broadcast_shapes(who, c->in[0]->ndim, c->in[0]->shape, c->in[1]->ndim, c->in[1]->shape, ndim,
+                                    shape) != TD_OK) {
+        return TD_ESHAPE;
+    }
+    *dtype = is_compare(at->code) ? TD_U8 : at->cdt;
+    return TD_OK;
+}
+
+static td_status infer_copy(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
+    const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
+    const td_array *src = c->n_in ? c->in[0] : c->out;
+    *ndim = src->ndim;
+    memcpy(shape, src->shape, sizeof(int64_t) * (size_t)*ndim);
+    *dtype = at->cdt;
+    return TD_OK;
+}
+
+#define EW_DESC(NAME)                                                                                         \
+    static const td__opdesc desc_##NAME = {.name = #NAME, .n_in = 2, .infer = infer_binary,                   \
+                                           .kernel = {td__ew_kernel, NULL}};
+EW_DESC(add)
+EW_DESC(sub)
+EW_DESC(mul)
+EW_DESC(div)
+EW_DESC(pow)
+EW_DESC(maximum)
+EW_DESC(minimum)
+EW_DESC(eq)
+EW_DESC(ne)
+EW_DESC(lt)
+EW_DESC(le)
+EW_DESC(gt)
+EW_DESC(ge)
+const td__opdesc td__op_copy = {.name = "copy", .n_in = 1, .infer = infer_copy, .kernel = {td__ew_kernel, NULL}};
+
+/* ---- public wrappers ---- */
+static int int_dtype(int dt) { return dt == TD_I32 || dt == TD_I64 || dt == TD_U8; }
+
+static td__ew_attrs binary_attrs(int code, const td_array *a, const td_array *b) {
+    td__ew_attrs at = {.code = code, .cdt = td_promote_types(a->dtype, b->dtype)};
+    if (code == TD__EW_DIV && int_dtype(at.cdt)) at.cdt = TD_F64; /* true division */
+    return at;
+}
+
+/* A python-style scalar: integral values keep the array's dtype; others keep
+ * a float array's dtype and make an integer array float64. */
+static td__ew_attrs scalar_attrs(int code, const td_array *a, double s, int pos) {
+    td__ew_attrs at = {.code = code, .cdt = a->dtype, .scalar_pos = pos, .scalar = s};
+    int integral = isfinite(s) && s == floor(s);
+    if (int_dtype(a->dtype) && !integral) at.cdt = TD_F64;
+    if (code == TD__EW_DIV && int_dtype(at.cdt)) at.cdt = TD_F64;
+    td__store_double(at.cdt, at.sbuf, s);
+    return at;
+}
+
+#define BINARY(NAME, CODE)                                                                                    \
+    td_array *td_##NAME(td_array *a, td_array *b) {                                                           \
+        if (!a || !b) return NULL;                                                                            \
+        td__ew_attrs at = binary_attrs(CODE, a, b);                                                           \
+        td_array *in[2] = {a, b};                                                                             \
+        return td__invoke(&desc_##NAME, in, 2, &at, sizeof at);                                              \
+    }                                                                                                         \
+    td_status td_##NAME##_out(td_array *a, td_array *b, td_array *out) {                                      \
+        if (!a || !b) return td__fail(TD_EINVAL, "td_" #NAME "_out: input is NULL");                          \
+        td__ew_attrs at = binary_attrs(CODE, a, b);                                                           \
+        td_array *in[2] = {a, b};                                                                             \
+        return td__invoke_out(&desc_##NAME, in, 2, &at, sizeof at, out, 0);                                   \
+    }
+BINARY(add, TD__EW_ADD)
+BINARY(sub, TD__EW_SUB)
+BINARY(mul, TD__EW_MUL)
+BINARY(div, TD__EW_DIV)
+BINARY(pow, TD__EW_POW)
+BINARY(maximum, TD__EW_MAX)
+BINARY(minimum, TD__EW_MIN)
+BINARY(eq, TD__EW_EQ)
+BINARY(ne, TD__EW_NE)
+BINARY(lt, TD__EW_LT)
+BINARY(le, TD__EW_LE)
+BINARY(gt, TD__EW_GT)
+BINARY(ge, TD__EW_GE)
+
+#define SCALAR(FN, DESC, CODE, POS)                                                                           \
+    td_array *FN(td_array *a, double s) {                                                                     \
+        if (!a) return NULL;                                                                                  \
+        td__ew_attrs at = scalar_attrs(CODE, a, s, POS);                                                      \
+        return td__invoke(&desc_##DESC, &a, 1, &at, sizeof at);                                               \
+    }                                                                                                         \
+    td_status FN##_out(td_array *a, double s, td_array *out) {                                                \
+        if (!a) return td__fail(TD_EINVAL, #FN "_out: input is NULL");                                        \
+        td__ew_attrs at = scalar_attrs(CODE, a, s, POS);                                                      \
+        return td__invoke_out(&desc_##DESC, &a, 1, &at, sizeof at, out, 0);                                   \
+    }
+#define RSCALAR(FN, DESC, CODE)                                                                               \
+    td_array *FN(double s, td_array *a) {                                                                     \
+        if (!a) return NULL;                                                                                  \
+        td__ew_attrs at = scalar_attrs(CODE, a, s, 1);                                                        \
+        return td__invoke(&desc_##DESC, &a, 1, &at, sizeof at);                                               \
+    }                                                                                                         \
+    td_status FN##_out(double s, td_array *a, td_array *out) {                                                \
+        if (!a) return td__fail(TD_EINVAL, #FN "_out: input is NULL");                                        \
+        td__ew_attrs at = scalar_attrs(CODE, a, s, 1);                                                        \
+        return td__invoke_out(&desc_##DESC, &a, 1, &at, sizeof at, out, 0);                                   \
+    }
+SCALAR(td_add_scalar, add, TD__EW_ADD, 2)
+SCALAR(td_sub_scalar, sub, TD__EW_SUB, 2)
+SCALAR(td_mul_scalar, mul, TD__EW_MUL, 2)
+SCALAR(td_div_scalar, div, TD__EW_DIV, 2)
+SCALAR(td_pow_scalar, pow, TD__EW_POW, 2)
+RSCALAR(td_scalar_sub, sub, TD__EW_SUB)
+RSCALAR(td_scalar_div, div, TD__EW_DIV)
+RSCALAR(td_scalar_pow, pow, TD__EW_POW)
+
+td_array *td_maximum_scalar(td_array *a, double s) {
+    if (!a) return NULL;
+    td__ew_attrs at = scalar_attrs(TD__EW_MAX, a, s, 2);
+    return td__invoke(&desc_maximum, &a, 1, &at, sizeof at);
+}
+td_array *td_minimum_scalar(td_array *a, double s) {
+    if (!a) return NULL;
+    td__ew_attrs at = scalar_attrs(TD__EW_MIN, a, s, 2);
+    return td__invoke(&desc_minimum, &a, 1, &at, sizeof at);
+}
