@@ -140,7 +140,7 @@ static td_status gen_infer(const td__call *c, int *dtype, int *ndim, int64_t *sh
     return TD_OK;
 }
 
-static const td__opdesc desc_gen = {.name = "generate", .n_in = 0, .infer = gen_infer, .kernel = {gen_kernel, NULL}};
+static const td__opdesc desc_gen = {.name = "generate", .api = "td_arange", .n_in = 0, .infer = gen_infer, .kernel = {gen_kernel, NULL}};
 
 static td_array *generate(int dtype, int ndim, const int64_t *shape, const gen_attrs *g, td_device dev,
                           const char *who) {

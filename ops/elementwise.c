@@ -373,12 +373,10 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
 /* ---- descriptors ---- */
 static td_status infer_binary(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
     const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
-    char who[32];
-    snprintf(who, sizeof who, "td_%s", c->desc->name);
     if (at->scalar_pos) {
         *ndim = c->in[0]->ndim;
         memcpy(shape, c->in[0]->shape, sizeof(int64_t) * (size_t)*ndim);
-    } else if (td__broadcast_shapes(who, c->in[0]->ndim, c->in[0]->shape, c->in[1]->ndim, c->in[1]->shape, ndim,
+    } else if (td__broadcast_shapes(c->desc->api, c->in[0]->ndim, c->in[0]->shape, c->in[1]->ndim, c->in[1]->shape, ndim,
                                     shape) != TD_OK) {
         return TD_ESHAPE;
     }
@@ -396,7 +394,7 @@ static td_status infer_copy(const td__call *c, int *dtype, int *ndim, int64_t *s
 }
 
 #define EW_DESC(NAME)                                                                                         \
-    static const td__opdesc desc_##NAME = {.name = #NAME, .n_in = 2, .infer = infer_binary,                   \
+    static const td__opdesc desc_##NAME = {.name = #NAME, .api = "td_" #NAME, .n_in = 2, .infer = infer_binary, \
                                            .kernel = {td__ew_kernel, NULL}};
 EW_DESC(add)
 EW_DESC(sub)
@@ -411,7 +409,7 @@ EW_DESC(lt)
 EW_DESC(le)
 EW_DESC(gt)
 EW_DESC(ge)
-const td__opdesc td__op_copy = {.name = "copy", .n_in = 1, .infer = infer_copy, .kernel = {td__ew_kernel, NULL}};
+const td__opdesc td__op_copy = {.name = "copy", .api = "td_assign", .n_in = 1, .infer = infer_copy, .kernel = {td__ew_kernel, NULL}};
 
 /* ---- public wrappers ---- */
 static int int_dtype(int dt) { return dt == TD_I32 || dt == TD_I64 || dt == TD_U8; }

@@ -27,7 +27,8 @@ typedef struct {
 } td__call;
 
 struct td__opdesc {
-    const char *name; /* "add": messages say "td_add" */
+    const char *name; /* "add": the op's name in traces and reports */
+    const char *api;  /* "td_add": the public function, for messages */
     int n_in;
     /* The output's dtype and shape for these inputs and attrs; on failure a
      * status with a message naming the op and the shapes. */

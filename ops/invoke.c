@@ -67,12 +67,10 @@ static int same_view(const td_array *x, const td_array *y) {
 
 /* Pushes c (which owns its references) writing c->out. */
 static td_status push_call(td__call *c, size_t out_bytes) {
-    char name[TD__NAME_MAX];
-    snprintf(name, sizeof name, "%s", c->desc->name);
     td_var *reads[TD__MAX_IN];
     for (int i = 0; i < c->n_in; i++) reads[i] = c->in[i]->st->var;
     td_var *writes[1] = {c->out->st->var};
-    td_op op = {.name = name, .device = c->out->dev, .fn = call_run, .arg = c, .arg_free = call_free,
+    td_op op = {.name = c->desc->name, .device = c->out->dev, .fn = call_run, .arg = c, .arg_free = call_free,
                 .reads = reads, .n_reads = (size_t)c->n_in, .writes = writes, .n_writes = 1,
                 .out_bytes = out_bytes, .flags = td__array_covers_storage(c->out) ? TD_OP_OVERWRITE : 0};
     td_status st = td_push(&op);
@@ -83,19 +81,19 @@ static td_status push_call(td__call *c, size_t out_bytes) {
 static td_status check_inputs(const td__opdesc *d, td_array *const *in, int n_in) {
     for (int i = 1; i < n_in; i++)
         if (in[i]->dev.kind != in[0]->dev.kind || in[i]->dev.id != in[0]->dev.id)
-            return td__fail(TD_EDEVICE, "td_%s: inputs are on different devices (%s:%d and %s:%d); copy one first",
-                            d->name, in[0]->dev.kind == TD_GPU ? "gpu" : "cpu", in[0]->dev.id,
+            return td__fail(TD_EDEVICE, "%s: inputs are on different devices (%s:%d and %s:%d); copy one first",
+                            d->api, in[0]->dev.kind == TD_GPU ? "gpu" : "cpu", in[0]->dev.id,
                             in[i]->dev.kind == TD_GPU ? "gpu" : "cpu", in[i]->dev.id);
     td_device dev = n_in ? in[0]->dev : td_cpu(0);
     if (dev.kind < 0 || dev.kind > 1 || !d->kernel[dev.kind])
-        return td__fail(TD_EDEVICE, "td_%s has no kernel for this device", d->name);
+        return td__fail(TD_EDEVICE, "%s has no kernel for this device", d->api);
     return TD_OK;
 }
 
 static td__call *make_call(const td__opdesc *d, td_array *const *in, int n_in, const void *attrs, size_t attrs_size) {
     td__call *c = calloc(1, sizeof *c);
     if (!c) {
-        td__fail(TD_ENOMEM, "td_%s: out of memory", d->name);
+        td__fail(TD_ENOMEM, "%s: out of memory", d->api);
         return NULL;
     }
     c->desc = d;
@@ -117,9 +115,7 @@ td_array *td__invoke(const td__opdesc *d, td_array *const *in, int n_in, const v
         call_free(c);
         return NULL;
     }
-    char who[64];
-    snprintf(who, sizeof who, "td_%s", d->name);
-    c->out = td__array_new(dtype, ndim, shape, n_in ? in[0]->dev : td_cpu(0), who);
+    c->out = td__array_new(dtype, ndim, shape, n_in ? in[0]->dev : td_cpu(0), d->api);
     if (!c->out) {
         call_free(c);
         return NULL;
@@ -142,9 +138,7 @@ td_array *td__invoke_nullary(const td__opdesc *d, td_device dev, const void *att
         call_free(c);
         return NULL;
     }
-    char who[64];
-    snprintf(who, sizeof who, "td_%s", d->name);
-    c->out = td__array_new(dtype, ndim, shape, dev, who);
+    c->out = td__array_new(dtype, ndim, shape, dev, d->api);
     if (!c->out) {
         call_free(c);
         return NULL;
@@ -160,8 +154,8 @@ td_array *td__invoke_nullary(const td__opdesc *d, td_device dev, const void *att
 td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, const void *attrs, size_t attrs_size,
                          td_array *out, int any_cast) {
     for (int i = 0; i < n_in; i++)
-        if (!in_[i]) return td__fail(TD_EINVAL, "td_%s: input %d is NULL", d->name, i);
-    if (!out) return td__fail(TD_EINVAL, "td_%s: out is NULL", d->name);
+        if (!in_[i]) return td__fail(TD_EINVAL, "%s: input %d is NULL", d->api, i);
+    if (!out) return td__fail(TD_EINVAL, "%s: out is NULL", d->api);
     td_array *in[TD__MAX_IN + 1];
     for (int i = 0; i < n_in; i++) in[i] = in_[i];
     in[n_in] = out;
@@ -180,13 +174,13 @@ td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, co
     if (!same) {
         char s1[128], s2[128];
         call_free(c);
-        return td__fail(TD_ESHAPE, "td_%s: out has shape %s but the result has shape %s", d->name,
+        return td__fail(TD_ESHAPE, "%s: out has shape %s but the result has shape %s", d->api,
                         td__shape_str(out->ndim, out->shape, s1, sizeof s1), td__shape_str(ndim, shape, s2, sizeof s2));
     }
     if (!any_cast && !td__can_cast_same_kind(dtype, out->dtype)) {
         call_free(c);
-        return td__fail(TD_EDTYPE, "td_%s: the %s result cannot be stored in a %s out without losing its kind",
-                        d->name, td_dtype_name(dtype), td_dtype_name(out->dtype));
+        return td__fail(TD_EDTYPE, "%s: the %s result cannot be stored in a %s out without losing its kind",
+                        d->api, td_dtype_name(dtype), td_dtype_name(out->dtype));
     }
     /* An input that overlaps out in another layout is read from a copy, so
      * the result is as if every input were read before out is written. */
