@@ -17,6 +17,9 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,11 +222,53 @@ typedef struct {
     int64_t str[3][TD_MAX_DIMS];  /* byte strides */
     int dt[3];
     int cdt, ldt;                 /* compute dtype; dtype the loop writes */
+    int stream;                   /* write the output with non-temporal stores */
     loop_fn fn;
     atomic_int err;
 } plan;
 
+/* Copies bytes from a cache-resident block to dst with non-temporal stores,
+ * which write whole lines without reading them first: for outputs far larger
+ * than the cache that saves a third of the memory traffic of a write. */
+static void stream_copy(char *dst, const char *src, size_t bytes) {
+#if defined(__SSE2__)
+    size_t head = (16 - ((uintptr_t)dst & 15)) & 15;
+    if (head > bytes) head = bytes;
+    memcpy(dst, src, head);
+    dst += head, src += head, bytes -= head;
+    for (; bytes >= 16; bytes -= 16, dst += 16, src += 16)
+        _mm_stream_si128((__m128i *)dst, _mm_loadu_si128((const __m128i *)src));
+#endif
+    memcpy(dst, src, bytes);
+}
+
+static void run_segment(plan *p, int64_t n, char *po, char *pa, char *pb);
+
+/* The output side of a segment when streaming: compute BLOCK elements at a
+ * time into a buffer, then stream them out. */
+static void run_segment_streamed(plan *p, int64_t n, char *po, char *pa, char *pb) {
+    int64_t sa = p->str[1][p->nd - 1], sb = p->nops > 1 ? p->str[2][p->nd - 1] : 0;
+    int64_t oe = (int64_t)td_dtype_size(p->dt[0]);
+    _Alignas(64) char buf[BLOCK * 8];
+    plan q = *p; /* the same plan, writing a contiguous block */
+    q.stream = 0;
+    q.str[0][q.nd - 1] = oe;
+    for (int64_t done = 0; done < n;) {
+        int64_t m = n - done < BLOCK ? n - done : BLOCK;
+        run_segment(&q, m, buf, pa, pb);
+        stream_copy(po, buf, (size_t)(m * oe));
+        done += m;
+        po += m * oe;
+        pa += m * sa;
+        pb += m * sb;
+    }
+}
+
 static void run_segment(plan *p, int64_t n, char *po, char *pa, char *pb) {
+    if (p->stream && p->str[0][p->nd - 1] == (int64_t)td_dtype_size(p->dt[0])) {
+        run_segment_streamed(p, n, po, pa, pb);
+        return;
+    }
     int64_t so = p->str[0][p->nd - 1], sa = p->str[1][p->nd - 1], sb = p->nops > 1 ? p->str[2][p->nd - 1] : 0;
     int conv_a = p->dt[1] != p->cdt, conv_b = p->nops > 1 && p->dt[2] != p->cdt, conv_o = p->dt[0] != p->ldt;
     if (!conv_a && !conv_b && !conv_o) {
@@ -287,6 +332,9 @@ static void run_chunk(void *arg, int64_t b, int64_t e) {
         }
     }
     if (tls_loop_error) atomic_store(&p->err, 1);
+#if defined(__SSE2__)
+    if (p->stream) _mm_sfence(); /* streamed stores are visible before the op ends */
+#endif
 }
 
 /* Byte strides of operand x along the output's dims (0 where broadcast). */
@@ -358,6 +406,10 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
         m = 1;
     }
     p.nd = m;
+    /* Stream outputs larger than half the last-level cache: they would only
+     * evict the inputs, and the next op will not find them there anyway. */
+    size_t llc = out->st->dev->l3_bytes ? out->st->dev->l3_bytes : ((size_t)32 << 20);
+    p.stream = (size_t)n * td_dtype_size(out->dtype) > llc / 2;
     memcpy(p.shape, mshape, sizeof mshape);
     memcpy(p.str, mstr, sizeof mstr);
     atomic_init(&p.err, 0);
