@@ -19,8 +19,8 @@ packages=(
     libuv1-dev libhwloc-dev libopenblas-dev zlib1g-dev
     # tests and tools
     libcriterion-dev libcjson-dev
-    # benchmarks: StarPU as a peer, numpy as a reference
-    libstarpu-dev python3-numpy
+    # benchmarks: StarPU, numpy and torch as peers
+    libstarpu-dev python3-numpy python3-torch
 )
 
 missing=()
