@@ -132,25 +132,50 @@ typedef struct {
     const td_array *a;
     int64_t cstride[TD_MAX_DIMS]; /* element strides of the host copy */
     int width, elide, integral;
+    int pass;                     /* 0: are all shown floats integral; 1: widths; 2: print */
 } printer;
 
-static void print_rec(printer *pr, int d, int64_t off) {
+static void visit_elem(printer *pr, const char *p) {
+    int dt = pr->a->dtype;
+    if (pr->pass == 0) {
+        if (dt == TD_F32 || dt == TD_F64) {
+            double v = get_f(p, dt);
+            if (isfinite(v) && (v != floor(v) || fabs(v) >= 1e16)) pr->integral = 0;
+        }
+        return;
+    }
+    char buf[64];
+    int w = fmt_elem(buf, sizeof buf, p, dt, pr->integral);
+    if (pr->pass == 1) {
+        if (w > pr->width) pr->width = w;
+    } else {
+        fprintf(pr->out, "%*s", pr->width, buf);
+    }
+}
+
+/* Walks the elements that are shown (all, or the EDGE first and last along
+ * every axis when eliding), printing the brackets and separators in the
+ * printing pass only. */
+static void visit(printer *pr, int d, int64_t off) {
     const td_array *a = pr->a;
     size_t es = td_dtype_size(a->dtype);
     int64_t n = a->shape[d];
-    fputc('[', pr->out);
+    int print = pr->pass == 2;
+    if (print) fputc('[', pr->out);
     for (int64_t i = 0; i < n; i++) {
         if (pr->elide && n > 2 * EDGE && i == EDGE) {
-            if (d == a->ndim - 1) fputs(" ...", pr->out);
-            else {
-                fputs("\n", pr->out);
-                for (int k = 0; k <= d; k++) fputc(' ', pr->out);
-                fputs("...,", pr->out);
+            if (print) {
+                if (d == a->ndim - 1) fputs(" ...", pr->out);
+                else {
+                    fputs("\n", pr->out);
+                    for (int k = 0; k <= d; k++) fputc(' ', pr->out);
+                    fputs("...,", pr->out);
+                }
             }
             i = n - EDGE - 1;
             continue;
         }
-        if (i > 0) {
+        if (i > 0 && print) {
             if (d == a->ndim - 1) fputc(' ', pr->out);
             else {
                 for (int k = d + 1; k < a->ndim; k++) fputc('\n', pr->out);
@@ -158,15 +183,10 @@ static void print_rec(printer *pr, int d, int64_t off) {
             }
         }
         int64_t o = off + i * pr->cstride[d];
-        if (d == a->ndim - 1) {
-            char buf[64];
-            fmt_elem(buf, sizeof buf, pr->data + o * (int64_t)es, a->dtype, pr->integral);
-            fprintf(pr->out, "%*s", pr->width, buf);
-        } else {
-            print_rec(pr, d + 1, o);
-        }
+        if (d == a->ndim - 1) visit_elem(pr, pr->data + o * (int64_t)es);
+        else visit(pr, d + 1, o);
     }
-    fputc(']', pr->out);
+    if (print) fputc(']', pr->out);
 }
 
 td_status td_print(td_array *a, FILE *out) {
@@ -180,24 +200,11 @@ td_status td_print(td_array *a, FILE *out) {
         free(host);
         return st;
     }
-    printer pr = {.out = out, .data = host, .a = a, .elide = n > PRINT_THRESHOLD};
+    printer pr = {.out = out, .data = host, .a = a, .elide = n > PRINT_THRESHOLD, .integral = 1};
     td__contiguous_strides(a->ndim, a->shape, pr.cstride);
-    /* One width and one float style for every element shown, as numpy. */
-    pr.integral = 1;
-    for (int64_t i = 0; i < n; i++) {
-        if (a->dtype != TD_F32 && a->dtype != TD_F64) break;
-        double v = get_f(host + i * (int64_t)es, a->dtype);
-        if (isfinite(v) && (v != floor(v) || fabs(v) >= 1e16)) {
-            pr.integral = 0;
-            break;
-        }
-    }
-    for (int64_t i = 0; i < n; i++) {
-        char buf[64];
-        int w = fmt_elem(buf, sizeof buf, host + i * (int64_t)es, a->dtype, pr.integral);
-        if (w > pr.width) pr.width = w;
-    }
     if (a->ndim == 0) {
+        pr.pass = 0;
+        visit_elem(&pr, host);
         char buf[64];
         fmt_elem(buf, sizeof buf, host, a->dtype, pr.integral);
         fputs(buf, out);
@@ -205,7 +212,8 @@ td_status td_print(td_array *a, FILE *out) {
         for (int d = 0; d < a->ndim; d++) fputc('[', out);
         for (int d = 0; d < a->ndim; d++) fputc(']', out);
     } else {
-        print_rec(&pr, 0, 0);
+        /* One float style and one width for every element shown, as numpy. */
+        for (pr.pass = 0; pr.pass < 3; pr.pass++) visit(&pr, 0, 0);
     }
     fputc('\n', out);
     free(host);
