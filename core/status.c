@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/internal.h"
 
@@ -95,6 +96,28 @@ void td__spin_lock_slow(td__spin *s) {
             td__cpu_relax();
         else
             sched_yield(); /* the holder may have been preempted */
+    }
+}
+
+uint64_t td__now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int td__spin_until(int (*done)(const void *arg), const void *arg, uint64_t spin_ns, uint64_t yield_ns) {
+    uint64_t t0 = td__now_ns();
+    for (unsigned i = 1;; i++) {
+        if (done(arg)) return 1;
+        if ((i & 31) == 0) {
+            uint64_t t = td__now_ns() - t0;
+            if (t > yield_ns) return 0;
+            if (t > spin_ns) {
+                sched_yield();
+                continue;
+            }
+        }
+        td__cpu_relax();
     }
 }
 

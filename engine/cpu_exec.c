@@ -69,7 +69,7 @@ struct td__executor {
     atomic_int depth; /* ready ops, counted only while profiling */
     uv_mutex_t sleep_mu;
     uv_cond_t sleep_cv;
-    uint64_t spin_ns;
+    uint64_t spin_ns, yield_ns; /* an idle worker spins, then yields, then sleeps */
     td__opr stub; /* the queue's placeholder node */
 };
 
@@ -335,6 +335,8 @@ static int has_work(td__executor *ex) {
     return queue_nonempty(ex) || atomic_load(&ex->njobs) > 0 || atomic_load(&ex->stop);
 }
 
+static int has_work_cb(const void *ex) { return has_work((td__executor *)ex); }
+
 static void sleep_until_work(td__executor *ex) {
     uv_mutex_lock(&ex->sleep_mu);
     atomic_fetch_add(&ex->sleepers, 1);
@@ -369,11 +371,7 @@ static void worker_main(void *p) {
         if (atomic_load(&ex->stop)) break;
         int expect = 0;
         if (ex->spin_ns && atomic_compare_exchange_strong(&ex->spinning, &expect, 1)) {
-            uint64_t t0 = uv_hrtime();
-            for (unsigned i = 0; !has_work(ex); i++) {
-                td__cpu_relax();
-                if ((i & 31) == 0 && uv_hrtime() - t0 > ex->spin_ns) break;
-            }
+            td__spin_until(has_work_cb, ex, ex->spin_ns, ex->yield_ns);
             atomic_store(&ex->spinning, 0);
             if (has_work(ex)) {
                 /* More than this worker can take at once: widen the pool. */
@@ -402,6 +400,8 @@ td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
 
     long long spin_us = td__env_int("TIDE_SPIN_US", 50, NULL);
     ex->spin_ns = (uint64_t)(spin_us < 0 ? 0 : spin_us) * 1000u;
+    long long yield_us = td__env_int("TIDE_YIELD_US", 500, NULL);
+    ex->yield_ns = ex->spin_ns + (uint64_t)(yield_us < 0 ? 0 : yield_us) * 1000u;
     if (uv_mutex_init(&ex->sleep_mu) || uv_cond_init(&ex->sleep_cv)) TD__PANIC("cannot create executor locks");
     for (int i = 0; i < nworkers; i++) {
         ws[i].ex = ex;

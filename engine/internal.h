@@ -143,6 +143,10 @@ void td__op_cache_flush(void);
  * TD_EBUSY while it is set. */
 extern _Thread_local td__opr *td__tls_op;
 
+/* How long a blocked thread spins, then yields, before it sleeps (see
+ * td__spin_until): a user thread waiting for an op, and an idle worker. */
+enum { TD__WAIT_SPIN_NS = 50000, TD__WAIT_YIELD_NS = 1000000 };
+
 /* ---- events (wait.c) ---- */
 struct td__event {
     atomic_int set;

@@ -284,6 +284,8 @@ void td__bp_reserve(size_t bytes) {
 
 void td__bp_unreserve(size_t bytes) { atomic_fetch_sub(&td__g.inflight, bytes); }
 
+static int slot_is_zero(const void *slot) { return atomic_load((atomic_llong *)slot) == 0; }
+
 /* Closes the current epoch and waits until its ops (and theirs) are done.
  * Returns the closed epoch; *count gets how many ops it held when closed. */
 static uint32_t close_and_drain(uint64_t *count) {
@@ -301,7 +303,7 @@ static uint32_t close_and_drain(uint64_t *count) {
     if (left != 0) {
         td__exec_kick_all();
         uint64_t t0 = uv_hrtime();
-        while (atomic_load(slot) != 0 && uv_hrtime() - t0 < 50000) td__cpu_relax();
+        td__spin_until(slot_is_zero, slot, TD__WAIT_SPIN_NS, TD__WAIT_YIELD_NS);
         int reported = 0;
         uv_mutex_lock(&td__g.drain_mu);
         while (atomic_load(slot) != 0) {

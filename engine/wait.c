@@ -24,12 +24,11 @@ void td__event_signal(td__event *ev) {
     uv_mutex_unlock(&ev->mu);
 }
 
+static int event_is_set(const void *ev) { return atomic_load(&((const td__event *)ev)->set); }
+
 void td__event_wait(td__event *ev, const char *what) {
     uint64_t t0 = uv_hrtime();
-    for (unsigned i = 0; !atomic_load(&ev->set); i++) {
-        if ((i & 63) == 0 && uv_hrtime() - t0 > 50000) break;
-        td__cpu_relax();
-    }
+    td__spin_until(event_is_set, ev, TD__WAIT_SPIN_NS, TD__WAIT_YIELD_NS);
     int reported = 0;
     uv_mutex_lock(&ev->mu);
     atomic_store(&ev->sleeping, 1);
