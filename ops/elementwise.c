@@ -27,11 +27,12 @@
 
 enum { BLOCK = 256, GRAIN = 32768 };
 
-typedef void (*loop_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb);
+typedef td__loop_fn loop_fn;
 
 /* Set by an inner loop that met an error (integer pow with a negative
  * exponent); read by the chunk that called it. */
 static _Thread_local int tls_loop_error;
+int *td__loop_error(void) { return &tls_loop_error; }
 
 /* ---- conversions ---- */
 #define SAT_INT(T, MIN, MAX)                                                                                  \
@@ -346,19 +347,31 @@ static void operand_strides(const td_array *x, int nd, const int64_t *shape, int
 
 td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
     const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
+    loop_fn fn = loops[at->code][at->cdt];
+    if (!fn) {
+        td_exec_set_error(ex, "no %s loop for %s", c->desc->name, td_dtype_name(at->cdt));
+        return TD_EDTYPE;
+    }
+    return td__ew_run(c, ex, fn, at->cdt, is_compare(at->code) ? TD_U8 : at->cdt,
+                      at->code == TD__EW_COPY ? 1 : 2, at->scalar_pos, at->sbuf);
+}
+
+td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int cdt, int ldt, int nops,
+                     int scalar_pos, const void *scalar) {
     const td_array *out = c->out;
     plan p;
     memset(&p, 0, sizeof p);
     int64_t n = td_numel(out);
     if (n == 0) return TD_OK;
-    p.cdt = at->cdt;
-    p.ldt = is_compare(at->code) ? TD_U8 : at->cdt;
-    p.fn = loops[at->code][at->cdt];
-    if (!p.fn) {
-        td_exec_set_error(ex, "no %s loop for %s", c->desc->name, td_dtype_name(at->cdt));
-        return TD_EDTYPE;
-    }
-    p.nops = at->code == TD__EW_COPY ? 1 : 2;
+    p.cdt = cdt;
+    p.ldt = ldt;
+    p.fn = fn;
+    p.nops = nops;
+    struct {
+        int scalar_pos;
+        const unsigned char *sbuf;
+        int cdt;
+    } sc = {scalar_pos, scalar, cdt}, *at = &sc;
     /* Operands in order: out, left, right; the scalar (if any) takes its
      * side with stride 0 and is already of the compute dtype. */
     const td_array *ops[2] = {NULL, NULL};
@@ -379,7 +392,7 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
             p.dt[k + 1] = ops[k]->dtype;
             operand_strides(ops[k], nd, shape, p.str[k + 1]);
         } else {
-            p.ptr[k + 1] = (char *)at->sbuf;
+            p.ptr[k + 1] = (char *)at->sbuf; /* the scalar, already of the compute dtype */
             p.dt[k + 1] = at->cdt;
             for (int i = 0; i < nd; i++) p.str[k + 1][i] = 0;
         }
@@ -416,7 +429,7 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
     td_status st = td_parallel_for(ex, n, GRAIN, run_chunk, &p);
     if (st != TD_OK) return st;
     if (atomic_load(&p.err)) {
-        td_exec_set_error(ex, "integers to negative integer powers are not allowed");
+        td_exec_set_error(ex, "%s", c->desc->code_error ? c->desc->code_error : "invalid input value");
         return TD_EFAILED;
     }
     return TD_OK;
@@ -447,7 +460,8 @@ static td_status infer_copy(const td__call *c, int *dtype, int *ndim, int64_t *s
 
 #define EW_DESC(NAME)                                                                                         \
     static const td__opdesc desc_##NAME = {.name = #NAME, .api = "td_" #NAME, .n_in = 2, .infer = infer_binary, \
-                                           .kernel = {td__ew_kernel, NULL}};
+                                           .kernel = {td__ew_kernel, NULL},                                   \
+                                           .code_error = "integers to negative integer powers are not allowed"};
 EW_DESC(add)
 EW_DESC(sub)
 EW_DESC(mul)

@@ -29,6 +29,7 @@ typedef struct {
 struct td__opdesc {
     const char *name; /* "add": the op's name in traces and reports */
     const char *api;  /* "td_add": the public function, for messages */
+    const char *code_error; /* message when an inner loop reports an error */
     int n_in;
     /* The output's dtype and shape for these inputs and attrs; on failure a
      * status with a message naming the op and the shapes. */
@@ -67,6 +68,18 @@ typedef struct {
     double scalar;    /* as given */
     _Alignas(8) unsigned char sbuf[8]; /* the scalar converted to cdt */
 } td__ew_attrs;
+
+/* An inner loop: n elements, byte strides; b is ignored by one-operand loops. */
+typedef void (*td__loop_fn)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b, int64_t sb);
+/* Runs fn over c->out's shape with operands c->in[0] (and c->in[1], or a
+ * scalar at scalar_pos 1 (left) or 2 (right), stored as cdt at `scalar`),
+ * broadcasting, converting operands to cdt and the loop's output (of dtype
+ * ldt) to out's dtype in blocks, chunked with td_parallel_for, and streaming
+ * large outputs.  nops: 1 or 2.  A loop reports an error by setting
+ * *td__loop_error() (the op then fails with TD_EFAILED). */
+td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int cdt, int ldt, int nops,
+                     int scalar_pos, const void *scalar);
+int *td__loop_error(void);
 
 extern const td__opdesc td__op_copy;
 td_status td__ew_kernel(const td__call *c, const td_exec *ex);
