@@ -78,6 +78,24 @@ static inline void td__cpu_relax(void) {
 int td__spin_until(int (*done)(const void *arg), const void *arg, uint64_t spin_ns, uint64_t yield_ns);
 uint64_t td__now_ns(void);
 
+/* Object caches for the hot path (objcache.c): per-thread free lists
+ * exchanged in chains, slabs never returned.  One cache per kind of object,
+ * each with its own index into the per-thread table. */
+enum { TD__CACHE_OP, TD__CACHE_CALL, TD__CACHE_ARRAY, TD__CACHE_STORAGE, TD__NCACHES };
+typedef struct {
+    int id;       /* TD__CACHE_* */
+    size_t size;  /* object size, at least 3 pointers */
+    td__spin lock;
+    void *chains; /* global stack of chains */
+    void *slabs;
+} td__objcache;
+#define TD__OBJCACHE_INIT(ID, TYPE) {.id = (ID), .size = sizeof(TYPE)}
+/* NULL only when the system refuses memory. */
+void *td__cache_alloc(td__objcache *c);
+void td__cache_free(td__objcache *c, void *p);
+/* A thread that stops using a cache (a worker leaving) hands its list back. */
+void td__cache_flush_thread(td__objcache *c);
+
 /* strncpy that always terminates; returns dst. */
 char *td__strlcpy(char *dst, const char *src, size_t size);
 

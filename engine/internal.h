@@ -73,10 +73,17 @@ struct td_var {
     uint64_t id;              /* for the stall report */
     void (*dtor)(void *);     /* called when the var is destroyed (storage) */
     void *dtor_arg;
+    int recycle;              /* when freed and idle: reset and call dtor, but keep the var */
     td_var *reg_prev, *reg_next; /* registry of live vars (stall report) */
 };
 
 td_var *td__var_create(void (*dtor)(void *), void *dtor_arg);
+/* A var for a pooled storage: when its owner frees it and it is idle, it is
+ * reset (no mark, not freed) and handed back through recycle(arg) instead of
+ * destroyed, so the storage and its var are reused together. */
+td_var *td__var_create_recyclable(void (*recycle)(void *), void *arg);
+/* Destroys an idle var that is not freed (a pooled storage being trimmed). */
+void td__var_destroy_now(td_var *v);
 /* Takes the granted/queued decision for every access of op: locks all its
  * vars in ascending address order (op->acc is sorted), then appends.
  * Returns how many accesses were granted at once. */
@@ -124,8 +131,6 @@ struct td__opr {
     td__opr *qnext, *qchild;
     _Atomic(td__opr *) mpsc_next;
     uint64_t qseq;
-    td__opr *pool_next, *pool_chain; /* op pool (op.c) */
-    int pool_len;                     /* length of the chain this op heads */
     char name[TD__NAME_MAX];
 };
 

@@ -15,94 +15,20 @@
 
 _Thread_local td__opr *td__tls_op;
 
-/* ---- the op pool ----
- * Ops are allocated on the pushing thread and freed on the worker that ends
- * them.  Each thread keeps a cache of free ops; a thread whose cache grows
- * past CACHE_MAX hands a chain of CACHE_BATCH ops to a global stack of
- * chains, and a thread whose cache is empty takes a whole chain from it, so
- * the shared lock is taken once per CACHE_BATCH ops, not per op.  Slabs are
- * linked in a list for the life of the process (type-stable memory: the
- * stall report may read a recycled op's name without faulting). */
-enum { SLAB_OPS = 64, CACHE_MAX = 512, CACHE_BATCH = 256 };
-typedef struct slab {
-    struct slab *next;
-    td__opr ops[SLAB_OPS];
-} slab;
-static td__spin pool_lock;
-static td__opr *pool_chains; /* chains of CACHE_BATCH ops, linked by pool_chain */
-static slab *slabs;
-static _Thread_local td__opr *cache_head;
-static _Thread_local int cache_n;
+/* ---- the op pool: an object cache (core/objcache.c) ---- */
+static td__objcache op_cache = TD__OBJCACHE_INIT(TD__CACHE_OP, td__opr);
 
-static td__opr *op_alloc(void) {
-    td__opr *op = cache_head;
-    if (TD__LIKELY(op != NULL)) {
-        cache_head = op->pool_next;
-        cache_n--;
-        return op;
-    }
-    td__spin_lock(&pool_lock);
-    td__opr *chain = pool_chains;
-    if (chain) pool_chains = chain->pool_chain;
-    td__spin_unlock(&pool_lock);
-    if (!chain) {
-        slab *sl = calloc(1, sizeof *sl);
-        if (!sl) return NULL;
-        td__spin_lock(&pool_lock);
-        sl->next = slabs;
-        slabs = sl;
-        td__spin_unlock(&pool_lock);
-        for (int i = 0; i < SLAB_OPS - 1; i++) sl->ops[i].pool_next = &sl->ops[i + 1];
-        sl->ops[SLAB_OPS - 1].pool_next = NULL;
-        chain = &sl->ops[0];
-        cache_n = SLAB_OPS;
-    } else {
-        cache_n = chain->pool_len;
-    }
-    cache_head = chain->pool_next;
-    cache_n--;
-    return chain;
-}
+static td__opr *op_alloc(void) { return td__cache_alloc(&op_cache); }
 
 void td__op_recycle(td__opr *op) {
     if (op->acc != op->inline_acc) free(op->acc);
     op->acc = NULL;
     if (op->errmsg) free(op->errmsg);
     op->errmsg = NULL;
-    op->pool_next = cache_head;
-    cache_head = op;
-    if (TD__UNLIKELY(++cache_n > CACHE_MAX)) {
-        /* Hand the first CACHE_BATCH ops to the global stack. */
-        td__opr *chain = cache_head, *last = chain;
-        for (int i = 1; i < CACHE_BATCH; i++) last = last->pool_next;
-        cache_head = last->pool_next;
-        last->pool_next = NULL;
-        cache_n -= CACHE_BATCH;
-        chain->pool_len = CACHE_BATCH;
-        td__spin_lock(&pool_lock);
-        chain->pool_chain = pool_chains;
-        pool_chains = chain;
-        td__spin_unlock(&pool_lock);
-    }
+    td__cache_free(&op_cache, op);
 }
 
-/* Called by a thread that stops running ops (a worker leaving): its cache
- * goes back to the global stack so the next workers can reuse it. */
-void td__op_cache_flush(void) {
-    while (cache_head) {
-        td__opr *chain = cache_head, *last = chain;
-        int k = 1;
-        while (k < CACHE_BATCH && last->pool_next) last = last->pool_next, k++;
-        cache_head = last->pool_next;
-        last->pool_next = NULL;
-        chain->pool_len = k;
-        td__spin_lock(&pool_lock);
-        chain->pool_chain = pool_chains;
-        pool_chains = chain;
-        td__spin_unlock(&pool_lock);
-    }
-    cache_n = 0;
-}
+void td__op_cache_flush(void) { td__cache_flush_thread(&op_cache); }
 
 /* ---- access lists ---- */
 static int acc_cmp(const void *a, const void *b) {

@@ -45,7 +45,38 @@ td_var *td__var_create(void (*dtor)(void *), void *dtor_arg) {
     return v;
 }
 
+static void var_destroy(td_var *v);
+
+td_var *td__var_create_recyclable(void (*recycle)(void *), void *arg) {
+    td_var *v = td__var_create(recycle, arg);
+    if (v) v->recycle = 1;
+    return v;
+}
+
+void td__var_destroy_now(td_var *v) {
+    v->recycle = 0;
+    v->dtor = NULL;
+    var_destroy(v);
+}
+
+/* The var is freed and idle: only the stall report can still look at it
+ * (under the lock), so reset it under the lock before its owner takes it
+ * back. */
+static void var_recycle(td_var *v) {
+    td__spin_lock(&v->lock);
+    td__err *e = v->err;
+    v->err = NULL;
+    v->freed = 0;
+    td__spin_unlock(&v->lock);
+    if (e) td__err_release(e);
+    v->dtor(v->dtor_arg);
+}
+
 static void var_destroy(td_var *v) {
+    if (v->recycle) {
+        var_recycle(v);
+        return;
+    }
     uv_mutex_lock(&reg_mu);
     if (v->reg_prev) v->reg_prev->reg_next = v->reg_next;
     else reg_head = v->reg_next;

@@ -15,7 +15,7 @@
 #include "engine/internal.h"
 #include "ndarray/internal.h"
 
-static atomic_llong live_arrays, live_storages, storage_bytes;
+static atomic_llong live_arrays;
 
 /* ---- dtypes ---- */
 static const size_t dtype_sizes[TD_DTYPE_COUNT] = {4, 8, 4, 8, 1};
@@ -85,50 +85,22 @@ void td__contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
 }
 
 /* ---- storage ---- */
-static void storage_destroy(void *arg) {
-    td__storage *st = arg;
-    td__pool_free(st->dev, st->data, st->cap);
-    atomic_fetch_sub(&live_storages, 1);
-    atomic_fetch_sub(&storage_bytes, (long long)st->bytes);
-    free(st);
-}
-
 td__storage *td__storage_new(td__device *dev, size_t bytes) {
     if (td__ensure() != TD_OK) return NULL;
-    td__storage *st = malloc(sizeof *st);
-    if (!st) {
-        td__fail(TD_ENOMEM, "out of memory for a storage record");
-        return NULL;
-    }
-    st->data = td__pool_alloc(dev, bytes, &st->cap);
-    if (!st->data) {
-        free(st);
-        return NULL;
-    }
-    st->var = td__var_create(storage_destroy, st);
-    if (!st->var) {
-        td__pool_free(dev, st->data, st->cap);
-        free(st);
-        return NULL;
-    }
-    atomic_init(&st->refs, 1);
-    atomic_init(&st->version, 0);
-    st->bytes = bytes;
-    st->dev = dev;
-    atomic_fetch_add(&live_storages, 1);
-    atomic_fetch_add(&storage_bytes, (long long)bytes);
-    return st;
+    return td__pool_get(dev, bytes);
 }
 
 void td__storage_release(td__storage *st) {
     if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
-        td_var_free(st->var); /* deferred until pending accesses end; then storage_destroy */
+        td_var_free(st->var); /* when no pending op holds it, the storage goes back to its pool */
 }
 
 /* ---- arrays ---- */
+static td__objcache array_cache = TD__OBJCACHE_INIT(TD__CACHE_ARRAY, td_array);
+
 td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *shape, const int64_t *strides,
                          int64_t offset) {
-    td_array *a = malloc(sizeof *a);
+    td_array *a = td__cache_alloc(&array_cache);
     if (!a) {
         td__fail(TD_ENOMEM, "out of memory for an array handle");
         return NULL;
@@ -167,7 +139,7 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
 static void array_free(td_array *a) {
     td__storage_release(a->st);
     atomic_fetch_sub(&live_arrays, 1);
-    free(a);
+    td__cache_free(&array_cache, a);
 }
 
 static void array_unref(td_array *a) {
@@ -304,7 +276,8 @@ int td_is_contiguous(const td_array *a) {
 }
 
 td_array_stats td_array_stats_get(void) {
-    td_array_stats s = {atomic_load(&live_arrays), atomic_load(&live_storages), atomic_load(&storage_bytes)};
+    td_array_stats s = {atomic_load(&live_arrays), 0, 0};
+    td__pool_live(&s.live_storages, &s.storage_bytes);
     return s;
 }
 

@@ -26,6 +26,7 @@ typedef struct td__storage {
     size_t cap;           /* the pool class size actually held */
     td__device *dev;
     atomic_ullong version; /* bumped by writes, for autograd's saved inputs */
+    struct td__storage *pool_next; /* on its pool's free list */
 } td__storage;
 
 struct td_array {
@@ -43,11 +44,13 @@ struct td_array {
 };
 
 /* ---- pools (pool.c) ---- */
-/* A block of at least bytes from the device's pool (64-byte aligned); *cap
- * gets its class size.  NULL with TD_ENOMEM (message set) after the pool was
- * trimmed and the system asked once more. */
-void *td__pool_alloc(td__device *dev, size_t bytes, size_t *cap);
-void td__pool_free(td__device *dev, void *p, size_t cap);
+/* A storage of at least bytes (64-byte aligned) with one reference, from the
+ * device's pool, its var ready.  NULL with TD_ENOMEM (message set) after the
+ * pool was trimmed and the system asked once more.  It goes back to the pool
+ * by itself when the last reference and the last pending op let go. */
+td__storage *td__pool_get(td__device *dev, size_t bytes);
+/* Storages handed out and not yet back, and their bytes. */
+void td__pool_live(int64_t *storages, int64_t *bytes);
 /* Test hook: the system allocator fails once n more allocations have been
  * made (n < 0: never). */
 void td__pool_fail_after(long n);

@@ -2,29 +2,32 @@
  *
  * Sizes are rounded up to a class: 64 bytes, then four classes per power of
  * two (2^k, 1.25, 1.5 and 1.75 times 2^k), so at most a quarter is wasted.
- * A free block waits on its class's list (the list link lives in the free
- * block itself) until a request of that class reuses it, so a training loop
- * in steady state takes no memory from the system.  td_pool_trim gives the
- * cached blocks back; an allocation the system refuses trims and retries
- * once before it is TD_ENOMEM.
+ * What waits on a class's free list is a whole storage: its buffer, its
+ * record and its engine var (which the engine recycles instead of destroying
+ * when the last array and the last pending op let go of it).  So a training
+ * loop in steady state takes no memory from the system and creates no var.
+ * td_pool_trim gives the cached storages back; an allocation the system
+ * refuses trims and retries once before it is TD_ENOMEM.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "engine/internal.h"
 #include "ndarray/internal.h"
 
 enum { NCLASS = 4 * 64 };
 
 typedef struct {
     uv_mutex_t mu;
-    void *free_list[NCLASS];
+    td__storage *free_list[NCLASS];
     td_pool_stats stats;
 } pool;
 
 static uv_once_t pools_once = UV_ONCE_INIT;
 static pool pools[TD__MAX_CPU_DEVICES];
 static atomic_long fail_after = -1;
+static atomic_llong live_storages, storage_bytes;
 
 static void pools_init(void) {
     for (int i = 0; i < TD__MAX_CPU_DEVICES; i++)
@@ -64,19 +67,62 @@ static void *system_alloc(td__device *dev, size_t cap) {
     return dev->vt->alloc(dev, cap, 64);
 }
 
-static void trim_locked(td__device *dev, pool *p) {
-    for (int c = 0; c < NCLASS; c++) {
-        while (p->free_list[c]) {
-            void *b = p->free_list[c];
-            p->free_list[c] = *(void **)b;
-            dev->vt->free(dev, b, 0);
-            p->stats.system_frees++;
-        }
-    }
-    p->stats.bytes_cached = 0;
+static void storage_destroy(td__storage *st) {
+    td__var_destroy_now(st->var);
+    st->dev->vt->free(st->dev, st->data, st->cap);
+    free(st);
 }
 
-void *td__pool_alloc(td__device *dev, size_t bytes, size_t *cap_out) {
+static void trim_locked(pool *p, td__storage **out) {
+    for (int c = 0; c < NCLASS; c++) {
+        while (p->free_list[c]) {
+            td__storage *st = p->free_list[c];
+            p->free_list[c] = st->pool_next;
+            p->stats.bytes_cached -= (int64_t)st->cap;
+            p->stats.system_frees++;
+            st->pool_next = *out;
+            *out = st;
+        }
+    }
+}
+
+static void trim(pool *p) {
+    td__storage *dead = NULL;
+    uv_mutex_lock(&p->mu);
+    trim_locked(p, &dead);
+    uv_mutex_unlock(&p->mu);
+    while (dead) { /* destroyed outside the lock: var destruction takes others */
+        td__storage *next = dead->pool_next;
+        storage_destroy(dead);
+        dead = next;
+    }
+}
+
+/* The var's recycle callback: the storage is idle and unreferenced. */
+static void storage_recycle(void *arg) {
+    td__storage *st = arg;
+    atomic_fetch_sub_explicit(&live_storages, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&storage_bytes, (long long)st->bytes, memory_order_relaxed);
+    size_t cap;
+    int c = class_of(st->cap, &cap);
+    pool *p = pool_of(st->dev);
+    uv_mutex_lock(&p->mu);
+    st->pool_next = p->free_list[c];
+    p->free_list[c] = st;
+    p->stats.bytes_in_use -= (int64_t)st->cap;
+    p->stats.bytes_cached += (int64_t)st->cap;
+    uv_mutex_unlock(&p->mu);
+}
+
+static void ready(td__storage *st, size_t bytes) {
+    atomic_store_explicit(&st->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&st->version, 0, memory_order_relaxed);
+    st->bytes = bytes;
+    atomic_fetch_add_explicit(&live_storages, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&storage_bytes, (long long)bytes, memory_order_relaxed);
+}
+
+td__storage *td__pool_get(td__device *dev, size_t bytes) {
     size_t cap;
     int c = class_of(bytes, &cap);
     if (c >= NCLASS || bytes > (SIZE_MAX >> 2)) {
@@ -85,22 +131,19 @@ void *td__pool_alloc(td__device *dev, size_t bytes, size_t *cap_out) {
     }
     pool *p = pool_of(dev);
     uv_mutex_lock(&p->mu);
-    void *b = p->free_list[c];
-    if (b) {
-        p->free_list[c] = *(void **)b;
+    td__storage *st = p->free_list[c];
+    if (st) {
+        p->free_list[c] = st->pool_next;
         p->stats.bytes_cached -= (int64_t)cap;
         p->stats.bytes_in_use += (int64_t)cap;
         uv_mutex_unlock(&p->mu);
-        *cap_out = cap;
-        return b;
+        ready(st, bytes);
+        return st;
     }
     uv_mutex_unlock(&p->mu);
-    b = system_alloc(dev, cap);
+    void *b = system_alloc(dev, cap);
     if (!b) {
-        /* Cached blocks of other classes may be what the system lacks. */
-        uv_mutex_lock(&p->mu);
-        trim_locked(dev, p);
-        uv_mutex_unlock(&p->mu);
+        trim(p); /* cached blocks of other classes may be what the system lacks */
         b = system_alloc(dev, cap);
         if (!b) {
             td__fail(TD_ENOMEM, "out of memory: %zu bytes on %s (the pool was trimmed and the allocation retried)",
@@ -108,26 +151,32 @@ void *td__pool_alloc(td__device *dev, size_t bytes, size_t *cap_out) {
             return NULL;
         }
     }
+    st = malloc(sizeof *st);
+    td_var *v = st ? td__var_create_recyclable(storage_recycle, st) : NULL;
+    if (!v) {
+        free(st);
+        dev->vt->free(dev, b, cap);
+        td__fail(TD_ENOMEM, "out of memory for a storage record");
+        return NULL;
+    }
+    st->var = v;
+    st->data = b;
+    st->cap = cap;
+    st->dev = dev;
+    st->pool_next = NULL;
     uv_mutex_lock(&p->mu);
     p->stats.system_allocs++;
     p->stats.bytes_in_use += (int64_t)cap;
     int64_t total = p->stats.bytes_in_use + p->stats.bytes_cached;
     if (total > p->stats.peak_bytes) p->stats.peak_bytes = total;
     uv_mutex_unlock(&p->mu);
-    *cap_out = cap;
-    return b;
+    ready(st, bytes);
+    return st;
 }
 
-void td__pool_free(td__device *dev, void *b, size_t cap) {
-    size_t c2;
-    int c = class_of(cap, &c2);
-    pool *p = pool_of(dev);
-    uv_mutex_lock(&p->mu);
-    *(void **)b = p->free_list[c];
-    p->free_list[c] = b;
-    p->stats.bytes_in_use -= (int64_t)cap;
-    p->stats.bytes_cached += (int64_t)cap;
-    uv_mutex_unlock(&p->mu);
+void td__pool_live(int64_t *storages, int64_t *bytes) {
+    *storages = atomic_load(&live_storages);
+    *bytes = atomic_load(&storage_bytes);
 }
 
 td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
@@ -144,9 +193,6 @@ td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
 td_status td_pool_trim(td_device d) {
     td__device *dev = td__device_lookup(d);
     if (!dev) return TD_EDEVICE;
-    pool *p = pool_of(dev);
-    uv_mutex_lock(&p->mu);
-    trim_locked(dev, p);
-    uv_mutex_unlock(&p->mu);
+    trim(pool_of(dev));
     return TD_OK;
 }

@@ -33,11 +33,13 @@ int td__can_cast_same_kind(int from, int to) {
     return !(to == TD_U8);                      /* i32/i64 into i32/i64, not into u8 */
 }
 
+static td__objcache call_cache = TD__OBJCACHE_INIT(TD__CACHE_CALL, td__call);
+
 static void call_free(void *p) {
     td__call *c = p;
     for (int i = 0; i < c->n_in; i++) td__array_unref(c->in[i]);
     td__array_unref(c->out);
-    free(c);
+    td__cache_free(&call_cache, c);
 }
 
 static td_status call_run(void *p, const td_exec *ex) {
@@ -91,13 +93,14 @@ static td_status check_inputs(const td__opdesc *d, td_array *const *in, int n_in
 }
 
 static td__call *make_call(const td__opdesc *d, td_array *const *in, int n_in, const void *attrs, size_t attrs_size) {
-    td__call *c = calloc(1, sizeof *c);
+    td__call *c = td__cache_alloc(&call_cache);
     if (!c) {
         td__fail(TD_ENOMEM, "%s: out of memory", d->api);
         return NULL;
     }
     c->desc = d;
     c->n_in = n_in;
+    c->out = NULL;
     for (int i = 0; i < n_in; i++) c->in[i] = td_retain(in[i]);
     if (attrs_size) memcpy(c->attrs, attrs, attrs_size);
     return c;
