@@ -20,7 +20,7 @@ packages=(
     # tests and tools
     libcriterion-dev libcjson-dev
     # benchmarks: StarPU, numpy and torch as peers
-    libstarpu-dev python3-numpy python3-torch
+    libstarpu-dev python3-numpy python3-torch libtorch-dev g++
 )
 
 missing=()
