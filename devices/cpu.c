@@ -139,7 +139,12 @@ static void load_topology(void) {
     g_ndev = nnodes;
 }
 
-void td__devices_init(void) { uv_once(&g_once, load_topology); }
+static atomic_int g_loaded;
+void td__devices_init(void) {
+    if (TD__LIKELY(atomic_load_explicit(&g_loaded, memory_order_acquire))) return;
+    uv_once(&g_once, load_topology);
+    atomic_store_explicit(&g_loaded, 1, memory_order_release);
+}
 
 int td__devices_pin_requested(void) {
     td__devices_init();

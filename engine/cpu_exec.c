@@ -291,6 +291,10 @@ td_status td_parallel_for(const td_exec *ctx, int64_t n, int64_t grain, td_range
     if (n < 0) return td__fail(TD_EINVAL, "td_parallel_for: n is negative (%lld)", (long long)n);
     if (grain < 1) return td__fail(TD_EINVAL, "td_parallel_for: grain must be at least 1, not %lld", (long long)grain);
     if (n == 0) return TD_OK;
+    if (n <= grain) { /* one chunk: [0, n) itself */
+        fn(arg, 0, n);
+        return TD_OK;
+    }
     td__opr *op = ctx->op;
     td__executor *ex = op->exec;
     pjob j = {.fn = fn, .arg = arg, .n = n, .chunk = chunk_size(n, grain), .op = op};

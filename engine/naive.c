@@ -11,13 +11,10 @@
 
 #include "engine/internal.h"
 
-static uv_once_t naive_once = UV_ONCE_INIT;
-static uv_mutex_t naive_mu;
+/* Held while an op runs; other user threads pushing meanwhile spin, then
+ * yield (td__spin_lock_slow), until it is done. */
+static td__spin naive_mu;
 static _Thread_local td__opr *defer_head, *defer_tail;
-
-static void naive_init(void) {
-    if (uv_mutex_init(&naive_mu) != 0) TD__PANIC("cannot create the naive engine's lock");
-}
 
 static void run_one(td__opr *op) {
     td__event ev;
@@ -46,15 +43,14 @@ td_status td__naive_submit(td__opr *op) {
         defer_tail = op;
         return TD_OK;
     }
-    uv_once(&naive_once, naive_init);
-    uv_mutex_lock(&naive_mu);
+    td__spin_lock(&naive_mu);
     run_one(op);
     while ((op = defer_head) != NULL) {
         defer_head = op->qnext;
         if (!defer_head) defer_tail = NULL;
         run_one(op);
     }
-    uv_mutex_unlock(&naive_mu);
+    td__spin_unlock(&naive_mu);
     return TD_OK;
 }
 

@@ -118,7 +118,7 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
     a->scope = NULL;
     a->scope_idx = -1;
     atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
-    atomic_fetch_add(&live_arrays, 1);
+    atomic_fetch_add_explicit(&live_arrays, 1, memory_order_relaxed);
     return a;
 }
 
@@ -138,7 +138,7 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
 
 static void array_free(td_array *a) {
     td__storage_release(a->st);
-    atomic_fetch_sub(&live_arrays, 1);
+    atomic_fetch_sub_explicit(&live_arrays, 1, memory_order_relaxed);
     td__cache_free(&array_cache, a);
 }
 

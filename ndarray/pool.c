@@ -19,25 +19,16 @@
 enum { NCLASS = 4 * 64 };
 
 typedef struct {
-    uv_mutex_t mu;
+    td__spin mu; /* a few pointer moves under it: a spin lock is enough */
     td__storage *free_list[NCLASS];
     td_pool_stats stats;
 } pool;
 
-static uv_once_t pools_once = UV_ONCE_INIT;
 static pool pools[TD__MAX_CPU_DEVICES];
 static atomic_long fail_after = -1;
 static atomic_llong live_storages, storage_bytes;
 
-static void pools_init(void) {
-    for (int i = 0; i < TD__MAX_CPU_DEVICES; i++)
-        if (uv_mutex_init(&pools[i].mu) != 0) TD__PANIC("cannot create a pool lock");
-}
-
-static pool *pool_of(td__device *dev) {
-    uv_once(&pools_once, pools_init);
-    return &pools[dev->id.id];
-}
+static pool *pool_of(td__device *dev) { return &pools[dev->id.id]; }
 
 /* The class of a size, and the class's size. */
 static int class_of(size_t bytes, size_t *cap) {
@@ -88,9 +79,9 @@ static void trim_locked(pool *p, td__storage **out) {
 
 static void trim(pool *p) {
     td__storage *dead = NULL;
-    uv_mutex_lock(&p->mu);
+    td__spin_lock(&p->mu);
     trim_locked(p, &dead);
-    uv_mutex_unlock(&p->mu);
+    td__spin_unlock(&p->mu);
     while (dead) { /* destroyed outside the lock: var destruction takes others */
         td__storage *next = dead->pool_next;
         storage_destroy(dead);
@@ -106,12 +97,12 @@ static void storage_recycle(void *arg) {
     size_t cap;
     int c = class_of(st->cap, &cap);
     pool *p = pool_of(st->dev);
-    uv_mutex_lock(&p->mu);
+    td__spin_lock(&p->mu);
     st->pool_next = p->free_list[c];
     p->free_list[c] = st;
     p->stats.bytes_in_use -= (int64_t)st->cap;
     p->stats.bytes_cached += (int64_t)st->cap;
-    uv_mutex_unlock(&p->mu);
+    td__spin_unlock(&p->mu);
 }
 
 static void ready(td__storage *st, size_t bytes) {
@@ -130,17 +121,17 @@ td__storage *td__pool_get(td__device *dev, size_t bytes) {
         return NULL;
     }
     pool *p = pool_of(dev);
-    uv_mutex_lock(&p->mu);
+    td__spin_lock(&p->mu);
     td__storage *st = p->free_list[c];
     if (st) {
         p->free_list[c] = st->pool_next;
         p->stats.bytes_cached -= (int64_t)cap;
         p->stats.bytes_in_use += (int64_t)cap;
-        uv_mutex_unlock(&p->mu);
+        td__spin_unlock(&p->mu);
         ready(st, bytes);
         return st;
     }
-    uv_mutex_unlock(&p->mu);
+    td__spin_unlock(&p->mu);
     void *b = system_alloc(dev, cap);
     if (!b) {
         trim(p); /* cached blocks of other classes may be what the system lacks */
@@ -164,12 +155,12 @@ td__storage *td__pool_get(td__device *dev, size_t bytes) {
     st->cap = cap;
     st->dev = dev;
     st->pool_next = NULL;
-    uv_mutex_lock(&p->mu);
+    td__spin_lock(&p->mu);
     p->stats.system_allocs++;
     p->stats.bytes_in_use += (int64_t)cap;
     int64_t total = p->stats.bytes_in_use + p->stats.bytes_cached;
     if (total > p->stats.peak_bytes) p->stats.peak_bytes = total;
-    uv_mutex_unlock(&p->mu);
+    td__spin_unlock(&p->mu);
     ready(st, bytes);
     return st;
 }
@@ -184,9 +175,9 @@ td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
     td__device *dev = td__device_lookup(d);
     if (!dev) return TD_EDEVICE;
     pool *p = pool_of(dev);
-    uv_mutex_lock(&p->mu);
+    td__spin_lock(&p->mu);
     *out = p->stats;
-    uv_mutex_unlock(&p->mu);
+    td__spin_unlock(&p->mu);
     return TD_OK;
 }
 

@@ -359,8 +359,7 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
 td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int cdt, int ldt, int nops,
                      int scalar_pos, const void *scalar) {
     const td_array *out = c->out;
-    plan p;
-    memset(&p, 0, sizeof p);
+    plan p; /* every field read below is set below */
     int64_t n = td_numel(out);
     if (n == 0) return TD_OK;
     p.cdt = cdt;
