@@ -26,24 +26,24 @@ td__device *td__device_find(td_device dev) {
     return td__cpu_device(dev.id);
 }
 
-td__device *td__device_lookup(td_device dev) {
+td__device *td__device_lookup(const char *who, td_device dev) {
     td__device *d = td__device_find(dev);
     if (d) return d;
     if (dev.kind == TD_GPU)
         td__fail(TD_EDEVICE,
-                 "device gpu:%d is not present: this build has found no GPU "
+                 "%s: device gpu:%d is not present: this build has found no GPU "
                  "(td_device_count(TD_GPU) is 0); use td_cpu(0)",
-                 dev.id);
+                 who, dev.id);
     else if (dev.kind == TD_CPU)
-        td__fail(TD_EDEVICE, "device cpu:%d is not present: this machine has %d CPU device(s)",
+        td__fail(TD_EDEVICE, "%s: device cpu:%d is not present: this machine has %d CPU device(s)", who,
                  dev.id, td_device_count(TD_CPU));
     else
-        td__fail(TD_EDEVICE, "unknown device kind %d (use TD_CPU or TD_GPU)", dev.kind);
+        td__fail(TD_EDEVICE, "%s: unknown device kind %d (use TD_CPU or TD_GPU)", who, dev.kind);
     return NULL;
 }
 
 int td_device_describe(td_device dev, char *buf, size_t size) {
-    td__device *d = td__device_lookup(dev);
+    td__device *d = td__device_lookup("td_device_describe", dev);
     if (!d) {
         if (buf && size) buf[0] = '\0';
         return TD_EDEVICE;

@@ -42,8 +42,9 @@ struct td__device {
  * online processors is assumed. */
 void td__devices_init(void);
 
-/* The device, or NULL with a TD_EDEVICE message when it is not present. */
-td__device *td__device_lookup(td_device dev);
+/* The device, or NULL with a TD_EDEVICE message (naming who) when it is
+ * not present. */
+td__device *td__device_lookup(const char *who, td_device dev);
 
 /* The device if present, without touching the thread's error. */
 td__device *td__device_find(td_device dev);

@@ -226,6 +226,16 @@ void td__account_push(td__opr *op);
 void td__account_done(td__opr *op);
 void td__bp_reserve(size_t bytes);
 void td__bp_unreserve(size_t bytes);
+/* Before a user thread allocates an op's output: waits while the bytes in
+ * flight are above the limit, so memory held for pending ops stays within
+ * the limit plus one op (the output would otherwise be allocated before the
+ * push's own wait). */
+void td__bp_admit(void);
+/* Bytes that pending ops keep alive without declaring them (a released
+ * array's storage that a pending op still reads): counted as in flight
+ * until they are freed. */
+void td__bp_add(size_t bytes);
+void td__bp_sub(size_t bytes);
 /* Workers only: publish held-back completions (see runtime.c). */
 void td__account_flush(void);
 void td__account_before_run(const td__opr *op);

@@ -89,7 +89,7 @@ td_status td_push(const td_op *o) {
 
     int nested = td__tls_op != NULL;
     if (!nested && (st = td__ensure()) != TD_OK) return st;
-    td__device *dev = td__device_lookup(o->device);
+    td__device *dev = td__device_lookup("td_push", o->device);
     if (!dev) return TD_EDEVICE; /* the lookup wrote the message */
 
     td__opr *op = op_alloc();

@@ -251,14 +251,7 @@ void td__account_done(td__opr *op) {
     } else {
         account_sub(op->epoch, 1);
     }
-    if (bytes) {
-        size_t now = atomic_fetch_sub(&td__g.inflight, bytes) - bytes;
-        if (atomic_load(&td__g.bp_waiters) > 0 && now <= td__g.max_inflight) {
-            uv_mutex_lock(&td__g.bp_mu);
-            uv_cond_broadcast(&td__g.bp_cv);
-            uv_mutex_unlock(&td__g.bp_mu);
-        }
-    }
+    if (bytes) td__bp_sub(bytes);
 }
 
 /* A user thread's op of `bytes`: waits while the total is above the limit,
@@ -283,6 +276,28 @@ void td__bp_reserve(size_t bytes) {
 }
 
 void td__bp_unreserve(size_t bytes) { atomic_fetch_sub(&td__g.inflight, bytes); }
+
+void td__bp_add(size_t bytes) { atomic_fetch_add(&td__g.inflight, bytes); }
+
+void td__bp_sub(size_t bytes) {
+    size_t now = atomic_fetch_sub(&td__g.inflight, bytes) - bytes;
+    if (atomic_load(&td__g.bp_waiters) > 0 && now <= td__g.max_inflight) {
+        uv_mutex_lock(&td__g.bp_mu);
+        uv_cond_broadcast(&td__g.bp_cv);
+        uv_mutex_unlock(&td__g.bp_mu);
+    }
+}
+
+void td__bp_admit(void) {
+    if (td__tls_op || td__g.naive) return;
+    if (TD__LIKELY(atomic_load_explicit(&td__g.inflight, memory_order_relaxed) <= td__g.max_inflight)) return;
+    td__exec_kick_all();
+    uv_mutex_lock(&td__g.bp_mu);
+    atomic_fetch_add(&td__g.bp_waiters, 1);
+    while (atomic_load(&td__g.inflight) > td__g.max_inflight) uv_cond_wait(&td__g.bp_cv, &td__g.bp_mu);
+    atomic_fetch_sub(&td__g.bp_waiters, 1);
+    uv_mutex_unlock(&td__g.bp_mu);
+}
 
 static int slot_is_zero(const void *slot) { return atomic_load((atomic_llong *)slot) == 0; }
 

@@ -95,6 +95,41 @@ void td__storage_release(td__storage *st) {
         td_var_free(st->var); /* when no pending op holds it, the storage goes back to its pool */
 }
 
+/* ---- back-pressure for array ops ----
+ * A storage counts as in flight (td_inflight_bytes) from its allocation as
+ * an op's output until the op ends if the program still holds it then, or
+ * else until the pool has it back; and so does a storage the program lets
+ * go of while pending ops still hold it (a temporary whose consumers have not
+ * run).  So the pool memory that pending ops keep alive stays within
+ * max_inflight_bytes plus one op's output.  The storage's gstate (0 not
+ * counted, 1 counted, 2 back in the pool) makes every count end exactly
+ * once; bytes are added before a state is claimed, so the total never dips
+ * below the truth, and a count never outlives the storage's return to the
+ * pool, so a pusher waiting on it never waits for the program itself. */
+void td__array_count_output(td_array *a) {
+    if (td__g.naive) return;
+    td__bp_add(a->st->bytes);
+    atomic_store(&a->st->gstate, 1);
+}
+
+static int held_by_program(const td_array *a) {
+    return atomic_load(&a->refs) > atomic_load(&a->op_refs) || atomic_load(&a->st->refs) > 1;
+}
+
+void td__array_output_done(td_array *a) {
+    int expect = 1;
+    if (held_by_program(a) && atomic_compare_exchange_strong(&a->st->gstate, &expect, 0)) td__bp_sub(a->st->bytes);
+}
+
+/* The program let go of a's last reference while pending ops still hold it. */
+static void mark_garbage(td_array *a) {
+    td__storage *st = a->st;
+    if (td__g.naive || atomic_load(&st->refs) != 1 || atomic_load(&st->gstate) != 0) return;
+    td__bp_add(st->bytes);
+    int expect = 0;
+    if (!atomic_compare_exchange_strong(&st->gstate, &expect, 1)) td__bp_sub(st->bytes);
+}
+
 /* ---- arrays ---- */
 static td__objcache array_cache = TD__OBJCACHE_INIT(TD__CACHE_ARRAY, td_array);
 
@@ -106,6 +141,7 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
         return NULL;
     }
     atomic_init(&a->refs, 1);
+    atomic_init(&a->op_refs, 0);
     a->dtype = dtype;
     a->ndim = ndim;
     for (int i = 0; i < ndim; i++) {
@@ -124,9 +160,11 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
 
 td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev, const char *who) {
     if (td__check_dtype(who, dtype) != TD_OK || td__check_shape(who, ndim, shape) != TD_OK) return NULL;
-    td__device *d = td__device_lookup(dev);
+    td__device *d = td__device_lookup(who, dev);
     if (!d) return NULL;
     int64_t n = td__shape_numel(ndim, shape);
+    if (td__ensure() != TD_OK) return NULL;
+    td__bp_admit();
     td__storage *st = td__storage_new(d, (size_t)n * td_dtype_size(dtype));
     if (!st) return NULL;
     int64_t strides[TD_MAX_DIMS];
@@ -142,12 +180,26 @@ static void array_free(td_array *a) {
     td__cache_free(&array_cache, a);
 }
 
+/* The program's own unref (td_release, scope ends). */
 static void array_unref(td_array *a) {
-    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) array_free(a);
+    int left = atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) - 1;
+    if (left == 0) array_free(a);
+    else if (left == atomic_load(&a->op_refs)) mark_garbage(a);
 }
 
 void td__array_unref(td_array *a) {
-    if (a) array_unref(a);
+    if (a && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) array_free(a);
+}
+
+td_array *td__array_hold(td_array *a) {
+    atomic_fetch_add_explicit(&a->op_refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    return a;
+}
+
+void td__array_drop(td_array *a) {
+    atomic_fetch_sub_explicit(&a->op_refs, 1, memory_order_acq_rel);
+    td__array_unref(a);
 }
 
 int td__array_covers_storage(const td_array *a) {
@@ -257,7 +309,7 @@ void td_release(td_array *a) {
 int td_ndim(const td_array *a) { return a ? a->ndim : 0; }
 const int64_t *td_shape(const td_array *a) { return a ? a->shape : NULL; }
 const int64_t *td_strides(const td_array *a) { return a ? a->strides : NULL; }
-int td_dtype(const td_array *a) { return a ? a->dtype : -1; }
+int td_dtype(const td_array *a) { return a ? a->dtype : 0; }
 int64_t td_numel(const td_array *a) { return a ? td__shape_numel(a->ndim, a->shape) : 0; }
 td_device td_array_device(const td_array *a) { return a ? a->dev : (td_device){.kind = -1, .id = -1}; }
 void *td_data(const td_array *a) { return a ? td__array_ptr(a) : NULL; }

@@ -27,10 +27,12 @@ typedef struct td__storage {
     td__device *dev;
     atomic_ullong version; /* bumped by writes, for autograd's saved inputs */
     struct td__storage *pool_next; /* on its pool's free list */
+    atomic_int gstate;             /* back-pressure: 0, 1 counted as garbage, 2 back in the pool */
 } td__storage;
 
 struct td_array {
     atomic_int refs;
+    atomic_int op_refs; /* how many of refs pending ops hold (td__array_hold) */
     int dtype;
     int ndim;
     int64_t shape[TD_MAX_DIMS];
@@ -66,6 +68,17 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
                          int64_t offset);
 /* A new C-contiguous array (uninitialised) on dev; not in any scope. */
 td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev, const char *who);
+/* A reference held by a pending op (its inputs and output), and its end.
+ * Telling these apart from the program's own references lets back-pressure
+ * count a storage that only pending ops still keep (a released temporary
+ * whose consumers have not run) as in flight until it is freed. */
+td_array *td__array_hold(td_array *a);
+void td__array_drop(td_array *a);
+/* A fresh array that an op is about to write counts as in flight (see
+ * array.c, "back-pressure"); td__array_output_done ends that when the op
+ * ends, if the program holds the array. */
+void td__array_count_output(td_array *a);
+void td__array_output_done(td_array *a);
 /* Drops a reference tide holds for itself (an op's input, a temporary).
  * Unlike td_release it never touches scopes: a user's array that a scope
  * holds stays there while tide's own references come and go. */

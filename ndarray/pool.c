@@ -92,6 +92,7 @@ static void trim(pool *p) {
 /* The var's recycle callback: the storage is idle and unreferenced. */
 static void storage_recycle(void *arg) {
     td__storage *st = arg;
+    int counted = atomic_exchange(&st->gstate, 2) == 1;
     atomic_fetch_sub_explicit(&live_storages, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&storage_bytes, (long long)st->bytes, memory_order_relaxed);
     size_t cap;
@@ -103,10 +104,13 @@ static void storage_recycle(void *arg) {
     p->stats.bytes_in_use -= (int64_t)st->cap;
     p->stats.bytes_cached += (int64_t)st->cap;
     td__spin_unlock(&p->mu);
+    /* Only now, with the memory back in the pool, may a waiting pusher go on. */
+    if (counted) td__bp_sub(st->bytes);
 }
 
 static void ready(td__storage *st, size_t bytes) {
     atomic_store_explicit(&st->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&st->gstate, 0, memory_order_relaxed);
     atomic_store_explicit(&st->version, 0, memory_order_relaxed);
     st->bytes = bytes;
     atomic_fetch_add_explicit(&live_storages, 1, memory_order_relaxed);
@@ -172,7 +176,7 @@ void td__pool_live(int64_t *storages, int64_t *bytes) {
 
 td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
     if (!out) return td__fail(TD_EINVAL, "td_pool_stats_get: out is NULL");
-    td__device *dev = td__device_lookup(d);
+    td__device *dev = td__device_lookup("td_pool_stats_get", d);
     if (!dev) return TD_EDEVICE;
     pool *p = pool_of(dev);
     td__spin_lock(&p->mu);
@@ -182,7 +186,7 @@ td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
 }
 
 td_status td_pool_trim(td_device d) {
-    td__device *dev = td__device_lookup(d);
+    td__device *dev = td__device_lookup("td_pool_trim", d);
     if (!dev) return TD_EDEVICE;
     trim(pool_of(dev));
     return TD_OK;

@@ -17,6 +17,7 @@ static td_status fill_into(td_array *out, double value, const char *who) {
 static td_array *filled(int dtype, int ndim, const int64_t *shape, double value, td_device dev, const char *who) {
     td_array *a = td__array_new(dtype, ndim, shape, dev, who);
     if (!a) return NULL;
+    td__array_count_output(a);
     if (fill_into(a, value, who) != TD_OK) {
         td__array_unref(a);
         return NULL;
@@ -66,6 +67,7 @@ bad:;
 static td_array *copy_as(td_array *a, int dtype, const char *who) {
     td_array *o = td__array_new(dtype, a->ndim, a->shape, a->dev, who);
     if (!o) return NULL;
+    td__array_count_output(o);
     td__ew_attrs at = {.code = TD__EW_COPY, .cdt = dtype};
     if (td__invoke_out(&td__op_copy, &a, 1, &at, sizeof at, o, 1) != TD_OK) {
         td__array_unref(o);
@@ -146,6 +148,7 @@ static td_array *generate(int dtype, int ndim, const int64_t *shape, const gen_a
                           const char *who) {
     td_array *a = td__array_new(dtype, ndim, shape, dev, who);
     if (!a) return NULL;
+    td__array_count_output(a);
     if (td__invoke_out(&desc_gen, NULL, 0, g, sizeof *g, a, 1) != TD_OK) {
         td__array_unref(a);
         return NULL;

@@ -37,8 +37,11 @@ static td__objcache call_cache = TD__OBJCACHE_INIT(TD__CACHE_CALL, td__call);
 
 static void call_free(void *p) {
     td__call *c = p;
-    for (int i = 0; i < c->n_in; i++) td__array_unref(c->in[i]);
-    td__array_unref(c->out);
+    for (int i = 0; i < c->n_in; i++) td__array_drop(c->in[i]);
+    if (c->out) {
+        td__array_output_done(c->out);
+        td__array_drop(c->out);
+    }
     td__cache_free(&call_cache, c);
 }
 
@@ -52,6 +55,7 @@ static td_status call_run(void *p, const td_exec *ex) {
 static td_array *private_copy(td_array *a) {
     td_array *o = td__array_new(a->dtype, a->ndim, a->shape, a->dev, "copy");
     if (!o) return NULL;
+    td__array_count_output(o);
     td__ew_attrs at = {.code = TD__EW_COPY, .cdt = a->dtype};
     if (td__invoke_out(&td__op_copy, &a, 1, &at, sizeof at, o, 1) != TD_OK) {
         td__array_unref(o);
@@ -68,13 +72,13 @@ static int same_view(const td_array *x, const td_array *y) {
 }
 
 /* Pushes c (which owns its references) writing c->out. */
-static td_status push_call(td__call *c, size_t out_bytes) {
+static td_status push_call(td__call *c) {
     td_var *reads[TD__MAX_IN];
     for (int i = 0; i < c->n_in; i++) reads[i] = c->in[i]->st->var;
     td_var *writes[1] = {c->out->st->var};
     td_op op = {.name = c->desc->name, .device = c->out->dev, .fn = call_run, .arg = c, .arg_free = call_free,
                 .reads = reads, .n_reads = (size_t)c->n_in, .writes = writes, .n_writes = 1,
-                .out_bytes = out_bytes, .flags = td__array_covers_storage(c->out) ? TD_OP_OVERWRITE : 0};
+                .flags = td__array_covers_storage(c->out) ? TD_OP_OVERWRITE : 0};
     td_status st = td_push(&op);
     if (st != TD_OK) call_free(c);
     return st;
@@ -101,7 +105,7 @@ static td__call *make_call(const td__opdesc *d, td_array *const *in, int n_in, c
     c->desc = d;
     c->n_in = n_in;
     c->out = NULL;
-    for (int i = 0; i < n_in; i++) c->in[i] = td_retain(in[i]);
+    for (int i = 0; i < n_in; i++) c->in[i] = td__array_hold(in[i]);
     if (attrs_size) memcpy(c->attrs, attrs, attrs_size);
     return c;
 }
@@ -123,8 +127,10 @@ td_array *td__invoke(const td__opdesc *d, td_array *const *in, int n_in, const v
         call_free(c);
         return NULL;
     }
+    atomic_store_explicit(&c->out->op_refs, 1, memory_order_relaxed); /* the call's reference */
+    td__array_count_output(c->out);
     td_array *result = td_retain(c->out);
-    if (push_call(c, c->out->st->bytes) != TD_OK) {
+    if (push_call(c) != TD_OK) {
         td__array_unref(result);
         return NULL;
     }
@@ -146,8 +152,10 @@ td_array *td__invoke_nullary(const td__opdesc *d, td_device dev, const void *att
         call_free(c);
         return NULL;
     }
+    atomic_store_explicit(&c->out->op_refs, 1, memory_order_relaxed); /* the call's reference */
+    td__array_count_output(c->out);
     td_array *result = td_retain(c->out);
-    if (push_call(c, c->out->st->bytes) != TD_OK) {
+    if (push_call(c) != TD_OK) {
         td__array_unref(result);
         return NULL;
     }
@@ -165,7 +173,7 @@ td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, co
     if (check_inputs(d, in, n_in + 1) != TD_OK) return td_last_status();
     td__call *c = make_call(d, in, n_in, attrs, attrs_size);
     if (!c) return TD_ENOMEM;
-    c->out = td_retain(out);
+    c->out = td__array_hold(out);
     int dtype, ndim;
     int64_t shape[TD_MAX_DIMS];
     if (d->infer(c, &dtype, &ndim, shape) != TD_OK) {
@@ -194,9 +202,10 @@ td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, co
                 call_free(c);
                 return td_last_status();
             }
-            td__array_unref(c->in[i]);
+            td__array_drop(c->in[i]);
+            atomic_fetch_add_explicit(&cp->op_refs, 1, memory_order_relaxed); /* now the call's */
             c->in[i] = cp;
         }
     }
-    return push_call(c, 0);
+    return push_call(c);
 }
