@@ -97,10 +97,10 @@ void td__storage_release(td__storage *st) {
 
 /* ---- back-pressure for array ops ----
  * A storage counts as in flight (td_inflight_bytes) from its allocation as
- * an op's output until the op ends if the program still holds it then, or
- * else until the pool has it back; and so does a storage the program lets
- * go of while pending ops still hold it (a temporary whose consumers have not
- * run).  So the pool memory that pending ops keep alive stays within
+ * an op's output for as long as pending ops hold it: until the last op that
+ * holds it ends if the program still holds it then, or else until the pool
+ * has it back; and so does a storage the program lets go of while pending
+ * ops still hold it (a temporary whose consumers have not run).  So the pool memory that pending ops keep alive stays within
  * max_inflight_bytes plus one op's output.  The storage's gstate (0 not
  * counted, 1 counted, 2 back in the pool) makes every count end exactly
  * once; bytes are added before a state is claimed, so the total never dips
@@ -116,9 +116,11 @@ static int held_by_program(const td_array *a) {
     return atomic_load(&a->refs) > atomic_load(&a->op_refs) || atomic_load(&a->st->refs) > 1;
 }
 
-void td__array_output_done(td_array *a) {
+void td__array_op_done(td_array *a) {
     int expect = 1;
-    if (held_by_program(a) && atomic_compare_exchange_strong(&a->st->gstate, &expect, 0)) td__bp_sub(a->st->bytes);
+    if (atomic_load(&a->st->gstate) == 1 && atomic_load(&a->op_refs) == 1 && held_by_program(a) &&
+        atomic_compare_exchange_strong(&a->st->gstate, &expect, 0))
+        td__bp_sub(a->st->bytes);
 }
 
 /* The program let go of a's last reference while pending ops still hold it. */

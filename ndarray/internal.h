@@ -75,10 +75,11 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
 td_array *td__array_hold(td_array *a);
 void td__array_drop(td_array *a);
 /* A fresh array that an op is about to write counts as in flight (see
- * array.c, "back-pressure"); td__array_output_done ends that when the op
- * ends, if the program holds the array. */
+ * array.c, "back-pressure"); td__array_op_done, called by an ending op for
+ * each array it holds, ends that when it is the last op holding the array
+ * and the program holds it. */
 void td__array_count_output(td_array *a);
-void td__array_output_done(td_array *a);
+void td__array_op_done(td_array *a);
 /* Drops a reference tide holds for itself (an op's input, a temporary).
  * Unlike td_release it never touches scopes: a user's array that a scope
  * holds stays there while tide's own references come and go. */

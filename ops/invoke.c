@@ -37,9 +37,12 @@ static td__objcache call_cache = TD__OBJCACHE_INIT(TD__CACHE_CALL, td__call);
 
 static void call_free(void *p) {
     td__call *c = p;
-    for (int i = 0; i < c->n_in; i++) td__array_drop(c->in[i]);
+    for (int i = 0; i < c->n_in; i++) {
+        td__array_op_done(c->in[i]);
+        td__array_drop(c->in[i]);
+    }
     if (c->out) {
-        td__array_output_done(c->out);
+        td__array_op_done(c->out);
         td__array_drop(c->out);
     }
     td__cache_free(&call_cache, c);
