@@ -92,6 +92,107 @@ td_status td_scalar_div_out(double s, td_array *a, td_array *out);
 td_status td_pow_scalar_out(td_array *a, double s, td_array *out);
 td_status td_scalar_pow_out(double s, td_array *a, td_array *out);
 
+/* ---- unary (floats keep their dtype; integer inputs of the transcendental
+ * functions give float64, as numpy) ---- */
+td_array *td_neg(td_array *a);
+td_array *td_abs(td_array *a);
+td_array *td_sign(td_array *a);
+td_array *td_exp(td_array *a);
+td_array *td_log(td_array *a);
+td_array *td_log1p(td_array *a);
+td_array *td_sqrt(td_array *a);
+td_array *td_rsqrt(td_array *a);
+td_array *td_square(td_array *a);
+td_array *td_sin(td_array *a);
+td_array *td_cos(td_array *a);
+td_array *td_tanh(td_array *a);
+td_array *td_sigmoid(td_array *a);
+td_array *td_relu(td_array *a);
+td_array *td_gelu(td_array *a);                 /* the tanh approximation */
+td_array *td_clip(td_array *a, double lo, double hi);
+td_array *td_isfinite(td_array *a);             /* TD_U8 */
+/* cond ? a : b elementwise, broadcasting all three; cond is any dtype
+ * (nonzero is true); the result has a and b's promoted dtype. */
+td_array *td_where(td_array *cond, td_array *a, td_array *b);
+
+/* ---- reductions along one axis, or every axis with TD_ALL_AXES (a 0-d
+ * result); keepdims is TD_KEEPDIMS or TD_DROPDIMS.  Results do not depend
+ * on the number of workers, bit for bit.  Sums of integers are int64; means
+ * and variances of integers are float64; argmax/argmin give int64 (the
+ * first index of the extreme value; TD_ALL_AXES gives the flat index). ---- */
+td_array *td_sum(td_array *a, int axis, int keepdims);
+td_array *td_mean(td_array *a, int axis, int keepdims);
+td_array *td_max(td_array *a, int axis, int keepdims);
+td_array *td_min(td_array *a, int axis, int keepdims);
+td_array *td_prod(td_array *a, int axis, int keepdims);
+td_array *td_argmax(td_array *a, int axis, int keepdims);
+td_array *td_argmin(td_array *a, int axis, int keepdims);
+td_array *td_logsumexp(td_array *a, int axis, int keepdims);
+td_array *td_variance(td_array *a, int axis, int keepdims); /* population variance (ddof 0); td_var is the engine's var type */
+td_status td_sum_out(td_array *a, int axis, int keepdims, td_array *out);
+td_status td_mean_out(td_array *a, int axis, int keepdims, td_array *out);
+td_status td_max_out(td_array *a, int axis, int keepdims, td_array *out);
+td_status td_min_out(td_array *a, int axis, int keepdims, td_array *out);
+/* Numerically stable (the maximum is subtracted first). */
+td_array *td_softmax(td_array *a, int axis);
+td_array *td_log_softmax(td_array *a, int axis);
+
+/* ---- linear algebra (float32 and float64) ----
+ * td_matmul as numpy's matmul: 1-D operands are promoted to matrices and the
+ * added dimension removed from the result; leading (batch) dimensions
+ * broadcast.  Transposed views go to GEMM as transposes, not copies. */
+td_array *td_matmul(td_array *a, td_array *b);
+td_status td_matmul_out(td_array *a, td_array *b, td_array *out);
+td_array *td_dot(td_array *a, td_array *b);     /* 1-D . 1-D: a 0-d array; otherwise td_matmul */
+td_array *td_outer(td_array *a, td_array *b);   /* a (flattened) times b (flattened) */
+
+/* ---- shape ---- */
+/* Arrays of one dtype and device, equal except along axis. */
+td_array *td_concat(td_array *const *arrays, int n, int axis);
+/* Arrays of one shape, joined along a new axis. */
+td_array *td_stack(td_array *const *arrays, int n, int axis);
+/* sections equal views of a along axis (its size must divide); out gets
+ * sections new arrays, owned as any new array.  TD_ESHAPE when it does not
+ * divide. */
+td_status td_split(td_array *a, int sections, int axis, td_array **out);
+/* a repeated reps[i] times along each axis (reps has n entries; a is
+ * treated as having max(n, ndim) dims, as numpy.tile). */
+td_array *td_tile(td_array *a, int n, const int64_t *reps);
+td_array *td_flip(td_array *a, int axis);       /* a view; TD_ALL_AXES flips every axis */
+/* before[i] and after[i] elements of value around axis i (constant pad). */
+td_array *td_pad(td_array *a, const int64_t *before, const int64_t *after, double value);
+
+/* ---- indexing (indices: TD_I32 or TD_I64; negative indices count from
+ * the end; out-of-range indices make the op fail when it runs) ---- */
+/* Gathers along axis: the result's shape is a's with axis replaced by
+ * indices' shape. */
+td_array *td_take(td_array *a, td_array *indices, int axis);
+/* An array of indices' shape + (depth,): 1 at each index, 0 elsewhere. */
+td_array *td_one_hot(td_array *indices, int64_t depth, int dtype);
+/* One element per position along axis: indices has a's shape without axis. */
+td_array *td_pick(td_array *a, td_array *indices, int axis);
+/* In place: dst's slices at indices along axis += src (the gradient of
+ * td_take); src has dst's shape with axis replaced by indices' shape. */
+td_status td_scatter_add(td_array *dst, td_array *indices, td_array *src, int axis);
+
+/* ---- random numbers: a counter-based generator (Philox 4x32-10) per
+ * device.  Each random op takes its values' counters at push time, so
+ * results are the same whatever the engine, the worker count or the order
+ * ops run in. ---- */
+typedef struct {
+    uint64_t seed;
+    uint64_t counter; /* 128-bit blocks drawn so far */
+} td_rng_state;
+void td_seed(uint64_t seed); /* the default generator of every device */
+td_status td_rng_get_state(td_device dev, td_rng_state *out);
+td_status td_rng_set_state(td_device dev, const td_rng_state *state);
+td_array *td_random_uniform(int dtype, int ndim, const int64_t *shape, double lo, double hi, td_device dev);
+td_array *td_random_normal(int dtype, int ndim, const int64_t *shape, double mean, double std, td_device dev);
+/* 1 with probability p, else 0, in dtype. */
+td_array *td_random_bernoulli(int dtype, int ndim, const int64_t *shape, double p, td_device dev);
+/* A random permutation of 0 .. n-1 (int64). */
+td_array *td_random_permutation(int64_t n, td_device dev);
+
 #ifdef __cplusplus
 }
 #endif
