@@ -140,31 +140,6 @@ td_array *td__invoke(const td__opdesc *d, td_array *const *in, int n_in, const v
     return td__array_give(result);
 }
 
-td_array *td__invoke_nullary(const td__opdesc *d, td_device dev, const void *attrs, size_t attrs_size);
-td_array *td__invoke_nullary(const td__opdesc *d, td_device dev, const void *attrs, size_t attrs_size) {
-    td__call *c = make_call(d, NULL, 0, attrs, attrs_size);
-    if (!c) return NULL;
-    int dtype, ndim;
-    int64_t shape[TD_MAX_DIMS];
-    if (d->infer(c, &dtype, &ndim, shape) != TD_OK) {
-        call_free(c);
-        return NULL;
-    }
-    c->out = td__array_new(dtype, ndim, shape, dev, d->api);
-    if (!c->out) {
-        call_free(c);
-        return NULL;
-    }
-    atomic_store_explicit(&c->out->op_refs, 1, memory_order_relaxed); /* the call's reference */
-    td__array_count_output(c->out);
-    td_array *result = td_retain(c->out);
-    if (push_call(c) != TD_OK) {
-        td__array_unref(result);
-        return NULL;
-    }
-    return td__array_give(result);
-}
-
 td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, const void *attrs, size_t attrs_size,
                          td_array *out, int any_cast) {
     for (int i = 0; i < n_in; i++)
