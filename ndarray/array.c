@@ -105,9 +105,14 @@ void td__storage_release(td__storage *st) {
  * counted, 1 counted, 2 back in the pool) makes every count end exactly
  * once; bytes are added before a state is claimed, so the total never dips
  * below the truth, and a count never outlives the storage's return to the
- * pool, so a pusher waiting on it never waits for the program itself. */
+ * pool, so a pusher waiting on it never waits for the program itself.
+ * Storages under BP_MIN_BYTES are not counted: bounding their memory means
+ * nothing next to the op records themselves, and counting costs the small-op
+ * path atomics on a counter every thread shares. */
+enum { BP_MIN_BYTES = 64 << 10 };
+
 void td__array_count_output(td_array *a) {
-    if (td__g.naive) return;
+    if (td__g.naive || a->st->bytes < BP_MIN_BYTES) return;
     td__bp_add(a->st->bytes);
     atomic_store(&a->st->gstate, 1);
 }
@@ -118,7 +123,8 @@ static int held_by_program(const td_array *a) {
 
 void td__array_op_done(td_array *a) {
     int expect = 1;
-    if (atomic_load(&a->st->gstate) == 1 && atomic_load(&a->op_refs) == 1 && held_by_program(a) &&
+    if (atomic_load_explicit(&a->st->gstate, memory_order_relaxed) == 1 && atomic_load(&a->op_refs) == 1 &&
+        held_by_program(a) &&
         atomic_compare_exchange_strong(&a->st->gstate, &expect, 0))
         td__bp_sub(a->st->bytes);
 }
@@ -126,7 +132,8 @@ void td__array_op_done(td_array *a) {
 /* The program let go of a's last reference while pending ops still hold it. */
 static void mark_garbage(td_array *a) {
     td__storage *st = a->st;
-    if (td__g.naive || atomic_load(&st->refs) != 1 || atomic_load(&st->gstate) != 0) return;
+    if (td__g.naive || st->bytes < BP_MIN_BYTES || atomic_load(&st->refs) != 1 || atomic_load(&st->gstate) != 0)
+        return;
     td__bp_add(st->bytes);
     int expect = 0;
     if (!atomic_compare_exchange_strong(&st->gstate, &expect, 1)) td__bp_sub(st->bytes);
