@@ -1,28 +1,30 @@
 /* The threaded CPU executor: a pool of workers over one ready queue, and
  * td_parallel_for on the same workers.
  *
- * Ready queue: ops of normal priority (0, not TD_OP_PRIORITIZED) go to an
- * intrusive multi-producer queue (Vyukov's MPSC design): a producer links
- * its op with one atomic exchange and never takes a lock, so the thread that
- * pushes ops pays no lock the workers contend for; the workers take turns
- * consuming under `clock`.  Other ops go to a pairing heap ordered by
- * (prioritized, priority, order of becoming ready) under `qlock`; a worker
- * takes the heap's top first when it outranks normal ops.  Both structures
- * are intrusive (links live in the op), so queueing never allocates.
+ * Ready queue: ops of normal priority (0, not TD_OP_PRIORITIZED) go to a
+ * FIFO under the spin lock `clock`, whose lock word, count and sleep-protocol
+ * fields share one cache line, so handing an op to a worker moves one line
+ * between cores.  (A lock-free multi-producer queue was tried and measured
+ * slower here: when the queue is mostly empty, its consumer re-links a
+ * placeholder node on every pop and the tail line moves twice per op.)
+ * Other ops go to a pairing heap ordered by (prioritized, priority, order of
+ * becoming ready) under `qlock`; a worker takes the heap's top first when it
+ * outranks normal ops.  Both structures are intrusive (links live in the
+ * op), so queueing never allocates.
  *
  * A worker that ends an op and thereby makes a normal op ready keeps it in
  * its `next` slot and runs it straight after, without the queue: a chain of
  * dependent ops stays on one core.
  *
- * Sleeping: a worker with nothing to do spins for a short while (waking a
- * sleeping thread costs 10-25 us on the machines we measure), then sleeps on
- * a condition variable.  The queue's tail, `nheap` and `sleepers` are
- * accessed with sequentially consistent operations, so a submitter either
- * sees a sleeper (and signals) or the sleeper sees the new op: no wake-up is
- * lost.
+ * Sleeping: a worker with nothing to do spins, then yields, for a short
+ * while (waking a sleeping thread costs 10-25 us on the machines we
+ * measure), then sleeps on a condition variable.  `nfifo`, `nheap` and
+ * `sleepers` are accessed with sequentially consistent operations, so a
+ * submitter either sees a sleeper (and signals) or the sleeper sees the new
+ * op: no wake-up is lost.
  *
- * Locking: clock guards the consumer side of the queue; qlock guards the
- * heap, qseq and the job list.  Neither is held while taking the other.
+ * Locking: clock guards the FIFO; qlock guards the heap, qseq and the job
+ * list.  Neither is held while taking the other.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +72,6 @@ struct td__executor {
     uv_mutex_t sleep_mu;
     uv_cond_t sleep_cv;
     uint64_t spin_ns, yield_ns; /* an idle worker spins, then yields, then sleeps */
-    td__opr stub; /* the queue's placeholder node */
 };
 
 static _Thread_local td__executor *tls_exec; /* the executor this worker serves */

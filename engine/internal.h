@@ -129,7 +129,6 @@ struct td__opr {
     td__access inline_acc[TD__INLINE_ACC];
     /* ready queue links (cpu_exec.c) */
     td__opr *qnext, *qchild;
-    _Atomic(td__opr *) mpsc_next;
     uint64_t qseq;
     char name[TD__NAME_MAX];
 };
