@@ -147,9 +147,15 @@ void td__op_cache_flush(void);
  * TD_EBUSY while it is set. */
 extern _Thread_local td__opr *td__tls_op;
 
-/* How long a blocked thread spins, then yields, before it sleeps (see
- * td__spin_until): a user thread waiting for an op, and an idle worker. */
-enum { TD__WAIT_SPIN_NS = 50000, TD__WAIT_YIELD_NS = 1000000 };
+/* How long a blocked user thread spins, then yields, before it sleeps (see
+ * td__spin_until), by default; TIDE_WAIT_SPIN_US and TIDE_WAIT_YIELD_US
+ * change it (td__g.wait_spin_ns, td__g.wait_yield_ns). */
+enum { TD__WAIT_SPIN_NS = 0, TD__WAIT_YIELD_NS = 1000000 };
+/* A user thread blocks in a wait (td_var_wait, td_wait_all) between these:
+ * while one does, its core is free, so idle workers may all spin (see
+ * cpu_exec.c) instead of one. */
+void td__user_wait_begin(void);
+void td__user_wait_end(void);
 
 /* ---- events (wait.c) ---- */
 struct td__event {
@@ -204,6 +210,9 @@ typedef struct {
     _Alignas(TD__CACHELINE) _Atomic uint64_t seq;
     _Alignas(TD__CACHELINE) _Atomic size_t inflight;
     atomic_int bp_waiters;
+    _Alignas(TD__CACHELINE) atomic_int user_waiting; /* user threads blocked in a wait */
+    _Atomic uint64_t user_wait_end_ns;               /* when the last such wait ended */
+    uint64_t wait_spin_ns, wait_yield_ns;
     uv_mutex_t bp_mu;
     uv_cond_t bp_cv;
     uv_mutex_t drain_mu;

@@ -28,7 +28,7 @@ static int event_is_set(const void *ev) { return atomic_load(&((const td__event 
 
 void td__event_wait(td__event *ev, const char *what) {
     uint64_t t0 = uv_hrtime();
-    td__spin_until(event_is_set, ev, TD__WAIT_SPIN_NS, TD__WAIT_YIELD_NS);
+    td__spin_until(event_is_set, ev, td__g.wait_spin_ns, td__g.wait_yield_ns);
     int reported = 0;
     uv_mutex_lock(&ev->mu);
     atomic_store(&ev->sleeping, 1);
@@ -84,8 +84,9 @@ td_status td_var_wait(td_var *v) {
         else v->head = &w.acc[0];
         v->tail = &w.acc[0];
         td__spin_unlock(&v->lock);
-        td__exec_kick_all();
+        td__user_wait_begin();
         td__event_wait(&ev, "td_var_wait");
+        td__user_wait_end();
         td__event_destroy(&ev);
         e = v->err; /* we hold a granted read: no writer can change it */
         if (e) td__err_retain(e);
