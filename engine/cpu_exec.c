@@ -74,6 +74,7 @@ struct td__executor {
     uv_cond_t sleep_cv;
     uint64_t spin_ns, yield_ns; /* an idle worker spins, then yields, then sleeps */
     int spin_beside;            /* see idle_wait */
+    int widen;                  /* queued ops that make a busy worker wake another */
 };
 
 static _Thread_local td__executor *tls_exec; /* the executor this worker serves */
@@ -406,7 +407,7 @@ static void worker_main(void *p) {
         else op = try_pop(ex);
         if (op) {
             /* A backlog this worker alone will not clear soon: widen the pool. */
-            if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= 2 && atomic_load(&ex->sleepers) > 0 &&
+            if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= ex->widen && atomic_load(&ex->sleepers) > 0 &&
                 !atomic_load(&ex->spinning))
                 wake(ex, 0);
             td__account_before_run(op);
@@ -453,6 +454,7 @@ td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
     ex->spin_ns = (uint64_t)(spin_us < 0 ? 0 : spin_us) * 1000u;
     long long yield_us = td__env_int("TIDE_YIELD_US", 500, NULL);
     ex->yield_ns = ex->spin_ns + (uint64_t)(yield_us < 0 ? 0 : yield_us) * 1000u;
+    ex->widen = (int)td__env_int("TIDE_WIDEN", 2, NULL);
     ex->spin_beside = td__env_int("TIDE_SPIN_BESIDE", 1, NULL) != 0;
     if (uv_mutex_init(&ex->sleep_mu) || uv_cond_init(&ex->sleep_cv)) TD__PANIC("cannot create executor locks");
     for (int i = 0; i < nworkers; i++) {

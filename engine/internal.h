@@ -98,6 +98,9 @@ void td__var_report(FILE *out); /* stall report part: vars with waiters */
 /* ---- ops (op.c) ---- */
 enum { TD__OPK_NORMAL = 0, TD__OPK_WAITER = 1 };
 enum { TD__INLINE_ACC = 4, TD__NAME_MAX = 48 };
+/* An internal td_op flag: the name is a static string (an op descriptor's),
+ * so td_push keeps the pointer instead of copying it. */
+enum { TD__OP_STATIC_NAME = 1 << 16 };
 
 typedef struct td__event td__event;
 
@@ -130,7 +133,8 @@ struct td__opr {
     /* ready queue links (cpu_exec.c) */
     td__opr *qnext, *qchild;
     uint64_t qseq;
-    char name[TD__NAME_MAX];
+    const char *name;             /* name_buf, or a static string (TD__OP_STATIC_NAME) */
+    char name_buf[TD__NAME_MAX];
 };
 
 /* Called when op's last dependency is granted: dispatch it. */

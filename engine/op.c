@@ -70,7 +70,7 @@ static td_status check_vars(const char *name, const char *which, td_var *const *
     return TD_OK;
 }
 
-enum { TD__ALL_FLAGS = TD_OP_ASYNC | TD_OP_PRIORITIZED | TD_OP_COPY | TD_OP_OVERWRITE };
+enum { TD__ALL_FLAGS = TD_OP_ASYNC | TD_OP_PRIORITIZED | TD_OP_COPY | TD_OP_OVERWRITE | TD__OP_STATIC_NAME };
 enum { TD__MAX_VARS_PER_OP = 1 << 20 };
 
 td_status td_push(const td_op *o) {
@@ -89,7 +89,7 @@ td_status td_push(const td_op *o) {
 
     int nested = td__tls_op != NULL;
     if (!nested && (st = td__ensure()) != TD_OK) return st;
-    td__device *dev = td__device_lookup("td_push", o->device);
+    td__device *dev = td__device_get("td_push", o->device);
     if (!dev) return TD_EDEVICE; /* the lookup wrote the message */
 
     td__opr *op = op_alloc();
@@ -125,7 +125,12 @@ td_status td_push(const td_op *o) {
         op->t_push = uv_hrtime();
         op->t_ready = 0;
     }
-    td__strlcpy(op->name, name, sizeof op->name);
+    if (o->flags & TD__OP_STATIC_NAME) {
+        op->name = name;
+    } else {
+        td__strlcpy(op->name_buf, name, sizeof op->name_buf);
+        op->name = op->name_buf;
+    }
 
     if (op->out_bytes && !nested) td__bp_reserve(op->out_bytes);
     for (;;) {

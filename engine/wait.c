@@ -77,7 +77,7 @@ td_status td_var_wait(td_var *v) {
         w.seq = 0;
         w.n_acc = 1;
         w.acc = w.inline_acc;
-        td__strlcpy(w.name, "td_var_wait", sizeof w.name);
+        w.name = "td_var_wait";
         w.acc[0] = (td__access){.next = NULL, .op = &w, .var = v, .mode = TD__ACC_READ};
         atomic_init(&w.wait, 1);
         if (v->tail) v->tail->next = &w.acc[0];

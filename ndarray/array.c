@@ -21,7 +21,7 @@ static atomic_llong live_arrays;
 static const size_t dtype_sizes[TD_DTYPE_COUNT] = {4, 8, 4, 8, 1};
 static const char *const dtype_names[TD_DTYPE_COUNT] = {"float32", "float64", "int32", "int64", "uint8"};
 
-size_t td_dtype_size(int dtype) { return (dtype >= 0 && dtype < TD_DTYPE_COUNT) ? dtype_sizes[dtype] : 0; }
+size_t(td_dtype_size)(int dtype) { return (dtype >= 0 && dtype < TD_DTYPE_COUNT) ? dtype_sizes[dtype] : 0; }
 const char *td_dtype_name(int dtype) {
     return (dtype >= 0 && dtype < TD_DTYPE_COUNT) ? dtype_names[dtype] : "unknown dtype";
 }
@@ -169,7 +169,7 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
 
 td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev, const char *who) {
     if (td__check_dtype(who, dtype) != TD_OK || td__check_shape(who, ndim, shape) != TD_OK) return NULL;
-    td__device *d = td__device_lookup(who, dev);
+    td__device *d = td__device_get(who, dev);
     if (!d) return NULL;
     int64_t n = td__shape_numel(ndim, shape);
     if (td__ensure() != TD_OK) return NULL;

@@ -45,6 +45,13 @@ struct td_array {
     int scope_idx;
 };
 
+/* td_dtype_size, inline inside tide (the invoke path asks it a dozen times
+ * per op); the public function stays for programs. */
+static inline size_t td__dtype_size(int dtype) {
+    return (unsigned)dtype < (unsigned)TD_DTYPE_COUNT ? (size_t)(0x18484u >> (4 * dtype) & 0xf) : 0;
+}
+#define td_dtype_size(dt) td__dtype_size(dt)
+
 /* ---- pools (pool.c) ---- */
 /* A storage of at least bytes (64-byte aligned) with one reference, from the
  * device's pool, its var ready.  NULL with TD_ENOMEM (message set) after the

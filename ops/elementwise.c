@@ -356,12 +356,52 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
                       at->code == TD__EW_COPY ? 1 : 2, at->scalar_pos, at->sbuf);
 }
 
+/* The element stride of x (in bytes) when it holds its n elements densely
+ * in C order (or is a single element: stride 0), else -1. */
+static int64_t dense_stride(const td_array *x, int64_t n) {
+    int64_t es = (int64_t)td_dtype_size(x->dtype), want = 1;
+    if (n == 1) return 0;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        if (x->shape[i] == 1) continue;
+        if (x->strides[i] != want) return -1;
+        want *= x->shape[i];
+    }
+    return want == n ? es : -1;
+}
+
+/* Small ops over dense operands of the loop's own dtypes: one call of the
+ * loop, no plan.  Returns 0 when the op does not qualify. */
+static int run_small(const td__call *c, td__loop_fn fn, int cdt, int ldt, int nops, int scalar_pos,
+                     const void *scalar, int64_t n) {
+    const td_array *out = c->out;
+    if (n > GRAIN || out->dtype != ldt) return 0;
+    int64_t so = dense_stride(out, n), st[2] = {0, 0};
+    const char *ptr[2] = {scalar, scalar};
+    if (so < 0) return 0;
+    for (int k = 0, ai = 0; k < nops; k++) {
+        if (scalar_pos == k + 1) continue;
+        const td_array *x = c->in[ai++];
+        if (x->dtype != cdt) return 0;
+        st[k] = td_numel(x) == 1 ? 0 : dense_stride(x, n); /* one element broadcasts with stride 0 */
+        if (st[k] < 0) return 0;
+        ptr[k] = td__array_ptr(x);
+    }
+    tls_loop_error = 0;
+    fn(n, td__array_ptr(out), so, ptr[0], st[0], ptr[1], st[1]);
+    return 1;
+}
+
 td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int cdt, int ldt, int nops,
                      int scalar_pos, const void *scalar) {
     const td_array *out = c->out;
     plan p; /* every field read below is set below */
     int64_t n = td_numel(out);
     if (n == 0) return TD_OK;
+    if (run_small(c, fn, cdt, ldt, nops, scalar_pos, scalar, n)) {
+        if (!tls_loop_error) return TD_OK;
+        td_exec_set_error(ex, "%s", c->desc->code_error ? c->desc->code_error : "invalid input value");
+        return TD_EFAILED;
+    }
     p.cdt = cdt;
     p.ldt = ldt;
     p.fn = fn;

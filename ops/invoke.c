@@ -81,7 +81,7 @@ static td_status push_call(td__call *c) {
     td_var *writes[1] = {c->out->st->var};
     td_op op = {.name = c->desc->name, .device = c->out->dev, .fn = call_run, .arg = c, .arg_free = call_free,
                 .reads = reads, .n_reads = (size_t)c->n_in, .writes = writes, .n_writes = 1,
-                .flags = td__array_covers_storage(c->out) ? TD_OP_OVERWRITE : 0};
+                .flags = TD__OP_STATIC_NAME | (td__array_covers_storage(c->out) ? TD_OP_OVERWRITE : 0)};
     td_status st = td_push(&op);
     if (st != TD_OK) call_free(c);
     return st;
