@@ -30,9 +30,16 @@ typedef struct td__storage {
     atomic_int gstate;             /* back-pressure: 0, 1 counted as garbage, 2 back in the pool */
 } td__storage;
 
+/* An array's references in one word, so that an op's hold and drop are one
+ * atomic step each: the low 32 bits count every reference, the high 32 bits
+ * how many of them pending ops hold (td__array_hold). */
+#define TD__REF_ONE 1ull
+#define TD__REF_OP ((1ull << 32) | 1ull)
+static inline uint32_t td__rc_refs(uint64_t rc) { return (uint32_t)rc; }
+static inline uint32_t td__rc_ops(uint64_t rc) { return (uint32_t)(rc >> 32); }
+
 struct td_array {
-    atomic_int refs;
-    atomic_int op_refs; /* how many of refs pending ops hold (td__array_hold) */
+    _Atomic uint64_t rc; /* see TD__REF_OP */
     int dtype;
     int ndim;
     int64_t shape[TD_MAX_DIMS];
@@ -81,6 +88,11 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
  * whose consumers have not run) as in flight until it is freed. */
 td_array *td__array_hold(td_array *a);
 void td__array_drop(td_array *a);
+/* Counts one of a's existing references as an op's (a fresh output, or a
+ * private copy, handed to the op that will write it). */
+static inline void td__array_give_to_op(td_array *a) {
+    atomic_fetch_add_explicit(&a->rc, 1ull << 32, memory_order_relaxed);
+}
 /* A fresh array that an op is about to write counts as in flight (see
  * array.c, "back-pressure"); td__array_op_done, called by an ending op for
  * each array it holds, ends that when it is the last op holding the array

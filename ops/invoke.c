@@ -130,7 +130,7 @@ td_array *td__invoke(const td__opdesc *d, td_array *const *in, int n_in, const v
         call_free(c);
         return NULL;
     }
-    atomic_store_explicit(&c->out->op_refs, 1, memory_order_relaxed); /* the call's reference */
+    td__array_give_to_op(c->out); /* its one reference is the call's */
     td__array_count_output(c->out);
     td_array *result = td_retain(c->out);
     if (push_call(c) != TD_OK) {
@@ -181,7 +181,7 @@ td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, co
                 return td_last_status();
             }
             td__array_drop(c->in[i]);
-            atomic_fetch_add_explicit(&cp->op_refs, 1, memory_order_relaxed); /* now the call's */
+            td__array_give_to_op(cp); /* now the call's */
             c->in[i] = cp;
         }
     }

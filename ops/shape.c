@@ -98,7 +98,7 @@ static job *job_new(const char *name, const char *api, td_array *const *in, int 
 
 /* Gives the job the new output's only reference (from td__array_new). */
 static void job_set_out(job *j, td_array *out) {
-    atomic_store_explicit(&out->op_refs, 1, memory_order_relaxed);
+    td__array_give_to_op(out);
     j->out = out;
 }
 
