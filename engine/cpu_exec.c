@@ -377,6 +377,13 @@ static int idle_wait(td__executor *ex, int primary) {
         if (has_work(ex)) return 1;
         if (yielding || (i & 31) == 0) {
             uint64_t t = td__now_ns();
+            /* Deferred ops wait for a later op that may fuse them, but not
+             * on an idle machine. */
+            if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0) &&
+                t - t0 > atomic_load_explicit(&td__park_idle_ns, memory_order_relaxed)) {
+                td__park_activate_all(); /* what was ready may now be in tls_next */
+                return 1;
+            }
             int uw = ex->spin_beside && user_waits(ex, t);
             if (!primary && !uw) return 0;
             if (t - t0 > ex->yield_ns) return 0;
@@ -430,6 +437,10 @@ static void worker_main(void *p) {
                 continue;
             }
         } else if (ex->spin_ns && idle_wait(ex, 0)) {
+            continue;
+        }
+        if (atomic_load(&td__nparked) > 0) { /* nobody else may come for them */
+            td__park_activate_all();
             continue;
         }
         sleep_until_work(ex);

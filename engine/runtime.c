@@ -267,6 +267,7 @@ void td__bp_reserve(size_t bytes) {
     size_t cur = atomic_load(&td__g.inflight);
     for (;;) {
         while (cur > td__g.max_inflight) {
+            td__park_activate_all();
             td__exec_kick_all();
             uv_mutex_lock(&td__g.bp_mu);
             atomic_fetch_add(&td__g.bp_waiters, 1);
@@ -295,6 +296,7 @@ void td__bp_sub(size_t bytes) {
 void td__bp_admit(void) {
     if (td__tls_op || td__g.naive) return;
     if (TD__LIKELY(atomic_load_explicit(&td__g.inflight, memory_order_relaxed) <= td__g.max_inflight)) return;
+    td__park_activate_all();
     td__exec_kick_all();
     uv_mutex_lock(&td__g.bp_mu);
     atomic_fetch_add(&td__g.bp_waiters, 1);
@@ -320,6 +322,7 @@ static uint32_t close_and_drain(uint64_t *count) {
     long long left = atomic_fetch_add(slot, c) + c;
     if (count) *count = (uint64_t)c;
     if (left != 0) {
+        td__park_activate_all(); /* deferred ops are pending ops too */
         td__user_wait_begin();
         uint64_t t0 = uv_hrtime();
         td__spin_until(slot_is_zero, slot, td__g.wait_spin_ns, td__g.wait_yield_ns);

@@ -73,6 +73,7 @@ td_status td_var_wait(td_var *v) {
         td__event_init(&ev);
         w.kind = TD__OPK_WAITER;
         w.prof = 0;
+        w.park = NULL;
         w.done_ev = &ev;
         w.seq = 0;
         w.n_acc = 1;
@@ -83,7 +84,10 @@ td_status td_var_wait(td_var *v) {
         if (v->tail) v->tail->next = &w.acc[0];
         else v->head = &w.acc[0];
         v->tail = &w.acc[0];
+        /* A deferred op writes v: the wait needs it now. */
+        td__opr *parked = v->defer_w ? td__park_claim(v->defer_w) : NULL;
         td__spin_unlock(&v->lock);
+        if (parked) td__op_dispatch(parked);
         td__user_wait_begin();
         td__event_wait(&ev, "td_var_wait");
         td__user_wait_end();

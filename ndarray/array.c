@@ -149,9 +149,9 @@ void td__array_op_done(td_array *a) {
         td__bp_sub(a->st->bytes);
 }
 
-/* The program let go of a's last reference while pending ops still hold it. */
-static void mark_garbage(td_array *a) {
-    td__storage *st = a->st;
+/* The program let go of the last reference to an array on st while pending
+ * ops still hold it. */
+static void mark_garbage(td__storage *st) {
     if (td__g.naive || st->bytes < BP_MIN_BYTES || atomic_load(&st->refs) != 1 || atomic_load(&st->gstate) != 0)
         return;
     td__bp_add(st->bytes);
@@ -183,6 +183,7 @@ static td_array *wrap(td__storage *st, int dtype, int ndim, const int64_t *shape
     a->st = st;
     a->scope = NULL;
     a->scope_idx = -1;
+    a->lazy = NULL;
     if (!adopt) atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
     live_add(1);
     return a;
@@ -210,6 +211,7 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
 }
 
 static void array_free(td_array *a) {
+    if (a->lazy) a->lazy->release(a->lazy);
     td__storage_release(a->st);
     live_add(-1);
     td__cache_free(&array_cache, a);
@@ -217,9 +219,21 @@ static void array_free(td_array *a) {
 
 /* The program's own unref (td_release, scope ends). */
 static void array_unref(td_array *a) {
+    /* Read before letting go: once the count drops, the ops still holding
+     * the array may free it at any moment. */
+    td__storage *st = a->st;
+    td__park *t = a->lazy ? a->lazy->park : NULL;
+    if (TD__UNLIKELY(t != NULL)) td__park_retain(t);
     uint64_t rc = atomic_fetch_sub_explicit(&a->rc, TD__REF_ONE, memory_order_acq_rel) - TD__REF_ONE;
-    if (td__rc_refs(rc) == 0) array_free(a);
-    else if (td__rc_refs(rc) == td__rc_ops(rc)) mark_garbage(a);
+    if (td__rc_refs(rc) == 0) {
+        array_free(a);
+    } else if (td__rc_refs(rc) == td__rc_ops(rc)) {
+        /* Only pending ops hold it now.  A deferred op making it need not
+         * wait any longer: it will find its output unobservable and skip. */
+        if (t) td__park_activate(t);
+        mark_garbage(st);
+    }
+    if (t) td__park_release(t);
 }
 
 void td__array_unref(td_array *a) {

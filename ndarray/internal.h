@@ -38,8 +38,16 @@ typedef struct td__storage {
 static inline uint32_t td__rc_refs(uint64_t rc) { return (uint32_t)rc; }
 static inline uint32_t td__rc_ops(uint64_t rc) { return (uint32_t)(rc >> 32); }
 
+/* What the ops layer keeps with the output of a deferred op (ops/invoke.c,
+ * "Fusion"): the engine's ticket, and how to let go of it all. */
+typedef struct td__lazy {
+    struct td__park *park;
+    void (*release)(struct td__lazy *l);
+} td__lazy;
+
 struct td_array {
     _Atomic uint64_t rc; /* see TD__REF_OP */
+    td__lazy *lazy;      /* the output of a deferred op, or NULL */
     int dtype;
     int ndim;
     int64_t shape[TD_MAX_DIMS];

@@ -474,6 +474,196 @@ td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int c
     return TD_OK;
 }
 
+/* ---- fusion: out = outer(x, inner(y, z)) in one pass ----
+ * A consumer whose input is the output of a still-deferred elementwise op
+ * (see "Fusion" in ops/invoke.c) computes that input block by block into a
+ * buffer that stays in the cache and reads it from there, so the
+ * intermediate array never goes through memory.  Only float ops without
+ * conversions fuse: every array and both ops in one float dtype, no
+ * comparison, the intermediate of the output's shape. */
+typedef struct {
+    int ocode, icode, cdt;
+    int tmp_side;            /* 1: the intermediate is outer's left operand; 2: its right */
+    int o_scalar;            /* outer's other operand is the scalar osbuf */
+    int i_pos;               /* inner's scalar position (0: none; 1 left; 2 right) */
+    int n_o;                 /* arrays of outer's other operand in c->in (0 or 1, first) */
+    _Alignas(8) unsigned char osbuf[8], isbuf[8];
+} fused_attrs;
+
+static int fusable_at(const td__ew_attrs *at) {
+    return (at->cdt == TD_F32 || at->cdt == TD_F64) && !is_compare(at->code) && at->code != TD__EW_COPY &&
+           loops[at->code][at->cdt] != NULL;
+}
+
+int td__ew_fuse_plan(const td__call *c, int xi, const td__ew_attrs *iat, td_array *const *iin, int in_n,
+                     void *attrs_out, td_array **in_out, int *n_out) {
+    const td__ew_attrs *oat = (const td__ew_attrs *)c->attrs;
+    const td_array *tmp = c->in[xi], *out = c->out;
+    _Static_assert(sizeof(fused_attrs) <= TD__ATTR_BYTES, "fused attrs fit a call");
+    if (c->desc->kernel[0] != td__ew_kernel || !fusable_at(oat) || !fusable_at(iat) || iat->cdt != oat->cdt) return 0;
+    int cdt = oat->cdt;
+    if (out->dtype != cdt || tmp->dtype != cdt || tmp->ndim != out->ndim) return 0;
+    for (int i = 0; i < out->ndim; i++)
+        if (tmp->shape[i] != out->shape[i]) return 0;
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i]->dtype != cdt) return 0;
+    for (int i = 0; i < in_n; i++)
+        if (iin[i]->dtype != cdt) return 0;
+    fused_attrs fa = {.ocode = oat->code, .icode = iat->code, .cdt = cdt, .i_pos = iat->scalar_pos};
+    memcpy(fa.isbuf, iat->sbuf, sizeof fa.isbuf);
+    int n = 0;
+    if (oat->scalar_pos) {
+        fa.tmp_side = oat->scalar_pos == 1 ? 2 : 1;
+        fa.o_scalar = 1;
+        memcpy(fa.osbuf, oat->sbuf, sizeof fa.osbuf);
+    } else {
+        fa.tmp_side = xi + 1;
+        in_out[n++] = c->in[1 - xi];
+        fa.n_o = 1;
+    }
+    for (int i = 0; i < in_n; i++) in_out[n++] = iin[i];
+    *n_out = n;
+    memcpy(attrs_out, &fa, sizeof fa);
+    return 1;
+}
+
+typedef struct {
+    int nd, stream;
+    int64_t shape[TD_MAX_DIMS];
+    char *ptr[4];                /* out, outer's other, inner's left, inner's right */
+    int64_t str[4][TD_MAX_DIMS]; /* byte strides (0: a scalar or broadcast) */
+    int64_t es;
+    loop_fn fo, fi;
+    int tmp_side;
+} fplan;
+
+static void fused_segment(const fplan *p, int64_t n, char **ptr) {
+    int nd = p->nd;
+    int64_t s[4];
+    for (int k = 0; k < 4; k++) s[k] = p->str[k][nd - 1];
+    _Alignas(64) char tmp[BLOCK * 8], res[BLOCK * 8];
+    char *po = ptr[0], *px = ptr[1], *pa = ptr[2], *pb = ptr[3];
+    int stream = p->stream && s[0] == p->es;
+    for (int64_t done = 0; done < n;) {
+        int64_t m = n - done < BLOCK ? n - done : BLOCK;
+        p->fi(m, tmp, p->es, pa, s[2], pb, s[3]);
+        char *dst = stream ? res : po;
+        int64_t sd = stream ? p->es : s[0];
+        if (p->tmp_side == 1) p->fo(m, dst, sd, tmp, p->es, px, s[1]);
+        else p->fo(m, dst, sd, px, s[1], tmp, p->es);
+        if (stream) stream_copy(po, res, (size_t)(m * p->es));
+        done += m;
+        po += m * s[0];
+        px += m * s[1];
+        pa += m * s[2];
+        pb += m * s[3];
+    }
+}
+
+static void fused_chunk(void *arg, int64_t b, int64_t e) {
+    const fplan *p = arg;
+    int nd = p->nd;
+    int64_t idx[TD_MAX_DIMS], rem = b;
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = rem % p->shape[d];
+        rem /= p->shape[d];
+    }
+    while (b < e) {
+        int64_t take = p->shape[nd - 1] - idx[nd - 1];
+        if (take > e - b) take = e - b;
+        char *ptr[4];
+        for (int k = 0; k < 4; k++) {
+            int64_t off = 0;
+            for (int d = 0; d < nd; d++) off += idx[d] * p->str[k][d];
+            ptr[k] = p->ptr[k] + off;
+        }
+        fused_segment(p, take, ptr);
+        b += take;
+        idx[nd - 1] += take;
+        for (int d = nd - 1; d > 0 && idx[d] >= p->shape[d]; d--) {
+            idx[d] = 0;
+            idx[d - 1]++;
+        }
+    }
+#if defined(__SSE2__)
+    if (p->stream) _mm_sfence();
+#endif
+}
+
+static td_status fused_kernel(const td__call *c, const td_exec *ex) {
+    const fused_attrs *fa = (const fused_attrs *)c->attrs;
+    const td_array *out = c->out;
+    int64_t n = td_numel(out);
+    if (n == 0) return TD_OK;
+    fplan p;
+    p.fo = loops[fa->ocode][fa->cdt];
+    p.fi = loops[fa->icode][fa->cdt];
+    p.tmp_side = fa->tmp_side;
+    p.es = (int64_t)td_dtype_size(fa->cdt);
+    int nd = out->ndim;
+    int64_t str[4][TD_MAX_DIMS];
+    char *ptr[4];
+    ptr[0] = td__array_ptr(out);
+    for (int i = 0; i < nd; i++) str[0][i] = out->strides[i] * p.es;
+    int ai = 0;
+    /* outer's other operand */
+    if (fa->o_scalar) {
+        ptr[1] = (char *)fa->osbuf;
+        for (int i = 0; i < nd; i++) str[1][i] = 0;
+    } else {
+        ptr[1] = td__array_ptr(c->in[ai]);
+        operand_strides(c->in[ai], nd, out->shape, str[1]);
+        ai++;
+    }
+    /* inner's operands, left and right */
+    for (int k = 2; k < 4; k++) {
+        if (fa->i_pos == k - 1) {
+            ptr[k] = (char *)fa->isbuf;
+            for (int i = 0; i < nd; i++) str[k][i] = 0;
+        } else {
+            ptr[k] = td__array_ptr(c->in[ai]);
+            operand_strides(c->in[ai], nd, out->shape, str[k]);
+            ai++;
+        }
+    }
+    /* Merge dims contiguous for every operand; drop size-1 dims. */
+    int m = 0;
+    for (int i = 0; i < nd; i++) {
+        if (out->shape[i] == 1) continue;
+        int merge = m > 0;
+        for (int k = 0; merge && k < 4; k++) merge = p.str[k][m - 1] == str[k][i] * out->shape[i];
+        if (merge) {
+            p.shape[m - 1] *= out->shape[i];
+            for (int k = 0; k < 4; k++) p.str[k][m - 1] = str[k][i];
+        } else {
+            p.shape[m] = out->shape[i];
+            for (int k = 0; k < 4; k++) p.str[k][m] = str[k][i];
+            m++;
+        }
+    }
+    if (m == 0) {
+        p.shape[0] = 1;
+        for (int k = 0; k < 4; k++) p.str[k][0] = 0;
+        m = 1;
+    }
+    p.nd = m;
+    for (int k = 0; k < 4; k++) p.ptr[k] = ptr[k];
+    size_t llc = out->st->dev->l3_bytes ? out->st->dev->l3_bytes : ((size_t)32 << 20);
+    p.stream = (size_t)n * (size_t)p.es > llc / 2;
+    return td_parallel_for(ex, n, GRAIN, fused_chunk, &p);
+}
+
+static td_status infer_fused(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
+    /* Only pushed with the consumer's output already made (td__invoke). */
+    *dtype = c->out->dtype;
+    *ndim = c->out->ndim;
+    memcpy(shape, c->out->shape, sizeof(int64_t) * (size_t)*ndim);
+    return TD_OK;
+}
+
+const td__opdesc td__op_fused = {.name = "fused", .api = "td_fused", .n_in = 3, .infer = infer_fused,
+                                 .kernel = {fused_kernel, NULL}};
+
 /* ---- descriptors ---- */
 static td_status infer_binary(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
     const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
@@ -499,7 +689,7 @@ static td_status infer_copy(const td__call *c, int *dtype, int *ndim, int64_t *s
 
 #define EW_DESC(NAME)                                                                                         \
     static const td__opdesc desc_##NAME = {.name = #NAME, .api = "td_" #NAME, .n_in = 2, .infer = infer_binary, \
-                                           .kernel = {td__ew_kernel, NULL},                                   \
+                                           .kernel = {td__ew_kernel, NULL}, .fusable = 1,                     \
                                            .code_error = "integers to negative integer powers are not allowed"};
 EW_DESC(add)
 EW_DESC(sub)

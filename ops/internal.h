@@ -36,6 +36,9 @@ struct td__opdesc {
     td_status (*infer)(const td__call *c, int *dtype, int *ndim, int64_t *shape);
     /* Per device kind (TD_CPU, TD_GPU); NULL when the kind has none. */
     td_status (*kernel[2])(const td__call *c, const td_exec *ex);
+    /* An elementwise op (td__ew_attrs) that may be deferred and fused into
+     * its consumer (see "Fusion" in invoke.c). */
+    int fusable;
 };
 
 /* Runs d on the inputs: a new output array given to the caller (or scope),
@@ -82,6 +85,15 @@ td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int c
 int *td__loop_error(void);
 
 extern const td__opdesc td__op_copy;
+/* Fusion (elementwise.c): whether consumer c, whose input xi is the output
+ * of the deferred elementwise op (iat, iin[0..in_n)), fuses with it; if so,
+ * the fused call's attrs and inputs (*n_out of them) for td__op_fused. */
+int td__ew_fuse_plan(const td__call *c, int xi, const td__ew_attrs *iat, td_array *const *iin, int in_n,
+                     void *attrs_out, td_array **in_out, int *n_out);
+extern const td__opdesc td__op_fused;
+/* Test hook: fusion on or off, and the smallest output deferred (invoke.c,
+ * "Fusion"). */
+void td__fusion_set(int on, size_t min_bytes);
 td_status td__ew_kernel(const td__call *c, const td_exec *ex);
 /* Converts n elements from (src, dtype sd, byte stride ss) to contiguous dst of dtype dd. */
 void td__convert(int sd, const char *src, int64_t ss, int dd, char *dst, int64_t n);
