@@ -17,6 +17,9 @@
 
 static atomic_llong live_arrays;
 
+void (*td__array_ag_free)(td_array *a);
+td_array *(*td__array_view_hook)(td_array *base, td_array *view, int kind, const int64_t *args, int nargs);
+
 /* ---- dtypes ---- */
 static const size_t dtype_sizes[TD_DTYPE_COUNT] = {4, 8, 4, 8, 1};
 static const char *const dtype_names[TD_DTYPE_COUNT] = {"float32", "float64", "int32", "int64", "uint8"};
@@ -162,6 +165,10 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
     a->st = st;
     a->scope = NULL;
     a->scope_idx = -1;
+    a->node = NULL;
+    a->grad = NULL;
+    a->out_idx = 0;
+    a->grad_req = 0;
     atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&live_arrays, 1, memory_order_relaxed);
     return a;
@@ -184,6 +191,7 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
 }
 
 static void array_free(td_array *a) {
+    if (a->node || a->grad) td__array_ag_free(a);
     td__storage_release(a->st);
     atomic_fetch_sub_explicit(&live_arrays, 1, memory_order_relaxed);
     td__cache_free(&array_cache, a);
