@@ -215,9 +215,13 @@ static td_array *view_hook(td_array *base, td_array *view, int kind, const int64
     return view;
 }
 
+/* Written once, before any array has a node or a gradient buffer; workers
+ * read the hooks only for such arrays, which reach them through a push (so
+ * after the write).  Later calls only read. */
 void td__tape_install(void) {
-    td__array_ag_free = array_ag_free;
+    if (td__array_ag_free) return;
     td__array_view_hook = view_hook;
+    td__array_ag_free = array_ag_free;
 }
 
 /* ---- gradient helpers ---- */

@@ -93,7 +93,12 @@ Test(engines, independent_backward_branches_overlap_in_the_trace, .timeout = 120
     char path[128];
     snprintf(path, sizeof path, "/tmp/tide_ag_branches_%d.json", (int)getpid());
     cr_assert_eq(td_profiler_start(path), TD_OK, "%s", td_last_error());
-    cr_assert_eq(td_backward(l, NULL), TD_OK, "%s", td_last_error());
+    /* The head gradient (1) comes from a chain of ops still running while
+     * backward pushes the branches, so both branches become ready at the
+     * same moment, whatever the scheduling of this thread. */
+    td_array *slow = td_sum(td_sqrt(td_abs(td_sin(td_add(w1, w2)))), TD_ALL_AXES, TD_DROPDIMS);
+    td_array *one = td_add_scalar(td_sub(slow, slow), 1.0);
+    cr_assert_eq(td_backward(l, one), TD_OK, "%s", td_last_error());
     cr_assert_eq(td_wait_all(), TD_OK);
     cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
     char *text = slurp(path);
@@ -109,17 +114,17 @@ Test(engines, independent_backward_branches_overlap_in_the_trace, .timeout = 120
         if (!cJSON_IsString(ph) || strcmp(ph->valuestring, "X") || !cJSON_IsString(name) ||
             strcmp(name->valuestring, "mul"))
             continue;
-        cr_assert_lt(n, 2, "more than two mul ops in the backward trace");
         double ts = cJSON_GetObjectItemCaseSensitive(e, "ts")->valuedouble;
         double dur = cJSON_GetObjectItemCaseSensitive(e, "dur")->valuedouble;
-        span[n][0] = ts, span[n][1] = ts + dur;
+        if (n < 2) span[n][0] = ts, span[n][1] = ts + dur;
         n++;
     }
     cJSON_Delete(root);
     cr_assert_eq(n, 2, "expected the two branches' mul ops, found %d", n);
-    cr_log_info("branch A [%.0f, %.0f] us, branch B [%.0f, %.0f] us", span[0][0], span[0][1], span[1][0], span[1][1]);
-    cr_assert(span[0][0] < span[1][1] && span[1][0] < span[0][1], "the branches ran one after the other: [%.0f, %.0f] and [%.0f, %.0f]",
-              span[0][0], span[0][1], span[1][0], span[1][1]);
+    double (*br)[2] = span;
+    cr_log_info("branch A [%.0f, %.0f] us, branch B [%.0f, %.0f] us", br[0][0], br[0][1], br[1][0], br[1][1]);
+    cr_assert(br[0][0] < br[1][1] && br[1][0] < br[0][1], "the branches ran one after the other: [%.0f, %.0f] and [%.0f, %.0f]",
+              br[0][0], br[0][1], br[1][0], br[1][1]);
     td_scope_end();
     ag_finish();
 }
