@@ -36,6 +36,9 @@ static long long live_total(void) {
     return t;
 }
 
+void (*td__array_ag_free)(td_array *a);
+td_array *(*td__array_view_hook)(td_array *base, td_array *view, int kind, const int64_t *args, int nargs);
+
 /* ---- dtypes ---- */
 static const size_t dtype_sizes[TD_DTYPE_COUNT] = {4, 8, 4, 8, 1};
 static const char *const dtype_names[TD_DTYPE_COUNT] = {"float32", "float64", "int32", "int64", "uint8"};
@@ -184,6 +187,10 @@ static td_array *wrap(td__storage *st, int dtype, int ndim, const int64_t *shape
     a->scope = NULL;
     a->scope_idx = -1;
     a->lazy = NULL;
+    a->node = NULL;
+    a->grad = NULL;
+    a->out_idx = 0;
+    a->grad_req = 0;
     if (!adopt) atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
     live_add(1);
     return a;
@@ -212,6 +219,7 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
 
 static void array_free(td_array *a) {
     if (a->lazy) a->lazy->release(a->lazy);
+    if (a->node || a->grad) td__array_ag_free(a);
     td__storage_release(a->st);
     live_add(-1);
     td__cache_free(&array_cache, a);

@@ -58,6 +58,15 @@ struct td_array {
     /* scope membership: touched only by the thread that owns the scope */
     void *scope;
     int scope_idx;
+    /* Autograd (set by ops/tape.c, NULL otherwise).  node: the recorded op
+     * that made this handle (a reference; output out_idx of it), so the
+     * graph lives as long as the arrays made from it.  grad: the gradient
+     * buffer of a leaf (td_attach_grad; owned by this handle) and its
+     * td_grad_req.  Freed with the handle through td__array_ag_free. */
+    struct td__node *node;
+    struct td_array *grad;
+    int out_idx;
+    int grad_req;
 };
 
 /* td_dtype_size, inline inside tide (the invoke path asks it a dozen times
@@ -66,6 +75,19 @@ static inline size_t td__dtype_size(int dtype) {
     return (unsigned)dtype < (unsigned)TD_DTYPE_COUNT ? (size_t)(0x18484u >> (4 * dtype) & 0xf) : 0;
 }
 #define td_dtype_size(dt) td__dtype_size(dt)
+/* ---- autograd hooks (filled in by ops/tape.c before any array gets a node
+ * or a gradient; ndarray/ never looks inside a node) ---- */
+/* Called when a handle with a node or a gradient buffer is freed. */
+extern void (*td__array_ag_free)(td_array *a);
+/* The kinds of views, as the view functions report them. */
+enum { TD__VIEW_SLICE, TD__VIEW_TRANSPOSE, TD__VIEW_RESHAPE, TD__VIEW_BROADCAST, TD__VIEW_FLIP };
+/* Called by every view function whose base takes part in autograd (has a
+ * node or a gradient buffer) with the new view and the arguments it was made
+ * with (slice: axis, start, stop, step; transpose: the permutation; flip:
+ * the axis); records the view when recording is on.  Returns view, or NULL
+ * (view released, message set) when recording failed. */
+extern td_array *(*td__array_view_hook)(td_array *base, td_array *view, int kind, const int64_t *args, int nargs);
+static inline int td__array_in_graph(const td_array *a) { return a->node != NULL || a->grad != NULL; }
 
 /* ---- pools (pool.c) ---- */
 /* A storage of at least bytes (64-byte aligned) with one reference, from the

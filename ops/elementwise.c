@@ -687,23 +687,115 @@ static td_status infer_copy(const td__call *c, int *dtype, int *ndim, int64_t *s
     return TD_OK;
 }
 
-#define EW_DESC(NAME)                                                                                         \
+/* ---- gradients (autograd; arrays of the scope backward opens) ----
+ * Each returns the gradient in the output's shape: backward sums it back to
+ * a broadcast input's shape.  The scalar forms have one input and the scalar
+ * at scalar_pos (1: left, 2: right).  maximum and minimum send the gradient
+ * of a tie to the left operand a. */
+#define GA (g->gin[0])
+#define GB (g->gin[1])
+#define EW_AT ((const td__ew_attrs *)g->attrs)
+
+static td_status ew_done(td__gctx *g) {
+    for (int i = 0; i < g->n_in; i++)
+        if (g->need[i] && !g->gin[i]) return td_last_status();
+    return TD_OK;
+}
+
+/* The scalar of a scalar form as a 0-d array of x's dtype. */
+static td_array *scalar_like(const td_array *x, double v) { return td_full(x->dtype, 0, NULL, v, x->dev); }
+
+static td_status grad_add(td__gctx *g) {
+    for (int i = 0; i < g->n_in; i++) g->gin[i] = g->gout[0];
+    return TD_OK;
+}
+
+static td_status grad_sub(td__gctx *g) {
+    td_array *go = g->gout[0];
+    if (EW_AT->scalar_pos == 1) GA = td_neg(go); /* s - a */
+    else GA = go;
+    if (g->n_in == 2 && g->need[1]) GB = td_neg(go);
+    return ew_done(g);
+}
+
+static td_status grad_mul(td__gctx *g) {
+    td_array *go = g->gout[0], *a = g->in[0];
+    if (EW_AT->scalar_pos) {
+        GA = td_mul_scalar(go, EW_AT->scalar);
+        return ew_done(g);
+    }
+    td_array *b = g->in[1];
+    if (g->need[0]) GA = td_mul(go, b);
+    if (g->need[1]) GB = td_mul(go, a);
+    return ew_done(g);
+}
+
+static td_status grad_div(td__gctx *g) {
+    td_array *go = g->gout[0], *a = g->in[0], *out = g->out[0];
+    switch (EW_AT->scalar_pos) {
+    case 2: GA = td_div_scalar(go, EW_AT->scalar); break;          /* a / s */
+    case 1: GA = td_neg(td_div(td_mul(go, out), a)); break;        /* s / a: -s / a^2 = -out / a */
+    default:
+        if (g->need[0]) GA = td_div(go, g->in[1]);
+        if (g->need[1]) GB = td_neg(td_div(td_mul(go, out), g->in[1]));
+    }
+    return ew_done(g);
+}
+
+/* d(a^b)/db = a^b log(a), taken as 0 where a is 0 (the limit from above
+ * for b > 0, as other frameworks do). */
+static td_array *pow_exp_grad(td_array *go, td_array *a, td_array *out, double log_s, int scalar_base) {
+    if (scalar_base) return td_mul_scalar(td_mul(go, out), log_s);
+    td_array *zero = scalar_like(a, 0.0);
+    return td_where(td_eq(a, zero), zero, td_mul(td_mul(go, out), td_log(a)));
+}
+
+static td_status grad_pow(td__gctx *g) {
+    td_array *go = g->gout[0], *a = g->in[0], *out = g->out[0];
+    double s = EW_AT->scalar;
+    switch (EW_AT->scalar_pos) {
+    case 2: GA = td_mul(go, td_mul_scalar(td_pow_scalar(a, s - 1.0), s)); break; /* a ** s */
+    case 1: GA = pow_exp_grad(go, a, out, log(s), 1); break;                     /* s ** a */
+    default: {
+        td_array *b = g->in[1];
+        if (g->need[0]) GA = td_mul(go, td_mul(b, td_pow(a, td_sub_scalar(b, 1.0))));
+        if (g->need[1]) GB = pow_exp_grad(go, a, out, 0.0, 0);
+    }
+    }
+    return ew_done(g);
+}
+
+/* maximum (mx) or minimum: the gradient goes to the operand that won, to a
+ * on a tie. */
+static td_status grad_extreme(td__gctx *g, int mx) {
+    td_array *go = g->gout[0], *a = g->in[0];
+    td_array *b = EW_AT->scalar_pos ? scalar_like(a, EW_AT->scalar) : g->in[1];
+    if (g->need[0]) GA = td_mul(go, mx ? td_ge(a, b) : td_le(a, b));
+    if (g->n_in == 2 && g->need[1]) GB = td_mul(go, mx ? td_lt(a, b) : td_gt(a, b));
+    return ew_done(g);
+}
+static td_status grad_maximum(td__gctx *g) { return grad_extreme(g, 1); }
+static td_status grad_minimum(td__gctx *g) { return grad_extreme(g, 0); }
+
+#define EW_DESC(NAME, GRAD, SAVES)                                                                            \
     static const td__opdesc desc_##NAME = {.name = #NAME, .api = "td_" #NAME, .n_in = 2, .infer = infer_binary, \
-                                           .kernel = {td__ew_kernel, NULL}, .fusable = 1,                     \
+                                           .kernel = {td__ew_kernel, NULL}, .grad = GRAD, .saves = SAVES,     \
+                                           .fusable = 1,                                                      \
                                            .code_error = "integers to negative integer powers are not allowed"};
-EW_DESC(add)
-EW_DESC(sub)
-EW_DESC(mul)
-EW_DESC(div)
-EW_DESC(pow)
-EW_DESC(maximum)
-EW_DESC(minimum)
-EW_DESC(eq)
-EW_DESC(ne)
-EW_DESC(lt)
-EW_DESC(le)
-EW_DESC(gt)
-EW_DESC(ge)
+EW_DESC(add, grad_add, 0)
+EW_DESC(sub, grad_sub, 0)
+EW_DESC(mul, grad_mul, TD__SAVE_IN)
+EW_DESC(div, grad_div, TD__SAVE_IN | TD__SAVE_OUT)
+EW_DESC(pow, grad_pow, TD__SAVE_IN | TD__SAVE_OUT)
+EW_DESC(maximum, grad_maximum, TD__SAVE_IN)
+EW_DESC(minimum, grad_minimum, TD__SAVE_IN)
+/* Comparisons give 0/1 arrays: not differentiable. */
+EW_DESC(eq, NULL, 0)
+EW_DESC(ne, NULL, 0)
+EW_DESC(lt, NULL, 0)
+EW_DESC(le, NULL, 0)
+EW_DESC(gt, NULL, 0)
+EW_DESC(ge, NULL, 0)
 const td__opdesc td__op_copy = {.name = "copy", .api = "td_assign", .n_in = 1, .infer = infer_copy, .kernel = {td__ew_kernel, NULL}};
 
 /* ---- public wrappers ---- */

@@ -305,6 +305,12 @@ td_array *td__invoke(const td__opdesc *d, td_array *const *in, int n_in, const v
         td__array_unref(result);
         return NULL;
     }
+    /* Recorded after the push, so saved versions are those of push time. */
+    if (td__tape.active && td__any_requires_grad(in, n_in) &&
+        td__record(d, in, n_in, attrs, attrs_size, result) != TD_OK) {
+        td__array_unref(result);
+        return NULL;
+    }
     return td__array_give(result);
 }
 
@@ -313,6 +319,15 @@ td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, co
     for (int i = 0; i < n_in; i++)
         if (!in_[i]) return td__fail(TD_EINVAL, "%s: input %d is NULL", d->api, i);
     if (!out) return td__fail(TD_EINVAL, "%s: out is NULL", d->api);
+    /* Writes into existing arrays are not recorded (autograd/ explains why);
+     * a write that would need a gradient is refused rather than left out of
+     * the graph. */
+    if (td__tape.active && td__any_requires_grad(in_, n_in))
+        return td__fail(TD_EINVAL,
+                        "%s: writes into an existing array (out= forms, td_assign, in-place ops) are not recorded "
+                        "for autograd, and an input needs a gradient; use the form that returns a new array, or "
+                        "write between td_pause_begin and td_pause_end",
+                        d->api);
     td_array *in[TD__MAX_IN + 1];
     for (int i = 0; i < n_in; i++) in[i] = in_[i];
     in[n_in] = out;
@@ -353,5 +368,12 @@ td_status td__invoke_out(const td__opdesc *d, td_array *const *in_, int n_in, co
             c->in[i] = cp;
         }
     }
-    return push_call(c);
+    td_status st = push_call(c);
+    if (st == TD_OK) {
+        /* At push time, in program order: what autograd's saved-array check
+         * compares.  The write also cuts out from the op that made it. */
+        atomic_fetch_add_explicit(&out->st->version, 1, memory_order_relaxed);
+        if (out->node) td__tape_cut(out);
+    }
+    return st;
 }
