@@ -439,7 +439,9 @@ static void worker_main(void *p) {
         } else if (ex->spin_ns && idle_wait(ex, 0)) {
             continue;
         }
-        if (atomic_load(&td__nparked) > 0) { /* nobody else may come for them */
+        /* Deferred ops are activated by the spinner after td__park_idle_ns
+         * (idle_wait); with no spinning at all, before sleeping. */
+        if (!ex->spin_ns && atomic_load(&td__nparked) > 0) {
             td__park_activate_all();
             continue;
         }

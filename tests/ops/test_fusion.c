@@ -284,7 +284,7 @@ Test(fusion, waits_and_shutdown_run_a_deferred_op, .timeout = 60) {
     nd_finish();
 }
 
-Test(fusion, an_idle_engine_runs_a_deferred_op_without_being_asked, .timeout = 60) {
+Test(fusion, a_deferred_op_runs_when_released_or_left_alone, .timeout = 60) {
     start(256 << 10);
     td__park_set_idle_ns(20000);
     td_array *b = vec(TD_F32, N, fb);
