@@ -150,7 +150,7 @@ typedef struct td__park {
     struct td__park *prev, *next;
 } td__park;
 extern atomic_int td__nparked; /* tickets still deferred */
-/* An idle worker activates every deferred op after this long (20 us). */
+/* An idle worker activates every deferred op after this long (100 us). */
 extern _Atomic uint64_t td__park_idle_ns;
 void td__park_set_idle_ns(uint64_t ns); /* a test hook */
 td__park *td__park_new(void);  /* one reference, the caller's; NULL when out of memory */

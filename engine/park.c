@@ -32,7 +32,7 @@
 static td__spin park_lock;
 static td__park *park_head;
 atomic_int td__nparked;
-_Atomic uint64_t td__park_idle_ns = 20000;
+_Atomic uint64_t td__park_idle_ns = 100000;
 
 void td__park_set_idle_ns(uint64_t ns) { atomic_store(&td__park_idle_ns, ns); }
 

@@ -26,7 +26,21 @@ typedef struct {
 
 static pool pools[TD__MAX_CPU_DEVICES];
 static atomic_long fail_after = -1;
-static atomic_llong live_storages, storage_bytes;
+/* Live storages and their bytes, counted per thread (a storage made on one
+ * thread is often freed on another: shared counters would move a line
+ * between cores per op); the totals are the sums. */
+enum { LIVE_SHARDS = 16 };
+static struct {
+    _Alignas(64) atomic_llong n, bytes;
+} live_shard[LIVE_SHARDS];
+static atomic_int live_next;
+static _Thread_local int live_idx = -1;
+
+static inline void live_add(long long n, long long bytes) {
+    if (TD__UNLIKELY(live_idx < 0)) live_idx = atomic_fetch_add(&live_next, 1) % LIVE_SHARDS;
+    atomic_fetch_add_explicit(&live_shard[live_idx].n, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&live_shard[live_idx].bytes, bytes, memory_order_relaxed);
+}
 
 static pool *pool_of(td__device *dev) { return &pools[dev->id.id]; }
 
@@ -93,8 +107,7 @@ static void trim(pool *p) {
 static void storage_recycle(void *arg) {
     td__storage *st = arg;
     int counted = atomic_exchange(&st->gstate, 2) == 1;
-    atomic_fetch_sub_explicit(&live_storages, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&storage_bytes, (long long)st->bytes, memory_order_relaxed);
+    live_add(-1, -(long long)st->bytes);
     size_t cap;
     int c = class_of(st->cap, &cap);
     pool *p = pool_of(st->dev);
@@ -113,8 +126,7 @@ static void ready(td__storage *st, size_t bytes) {
     atomic_store_explicit(&st->gstate, 0, memory_order_relaxed);
     atomic_store_explicit(&st->version, 0, memory_order_relaxed);
     st->bytes = bytes;
-    atomic_fetch_add_explicit(&live_storages, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&storage_bytes, (long long)bytes, memory_order_relaxed);
+    live_add(1, (long long)bytes);
 }
 
 td__storage *td__pool_get(td__device *dev, size_t bytes) {
@@ -170,8 +182,13 @@ td__storage *td__pool_get(td__device *dev, size_t bytes) {
 }
 
 void td__pool_live(int64_t *storages, int64_t *bytes) {
-    *storages = atomic_load(&live_storages);
-    *bytes = atomic_load(&storage_bytes);
+    long long n = 0, b = 0;
+    for (int i = 0; i < LIVE_SHARDS; i++) {
+        n += atomic_load_explicit(&live_shard[i].n, memory_order_relaxed);
+        b += atomic_load_explicit(&live_shard[i].bytes, memory_order_relaxed);
+    }
+    *storages = n;
+    *bytes = b;
 }
 
 td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
