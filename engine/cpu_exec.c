@@ -379,10 +379,14 @@ static int idle_wait(td__executor *ex, int primary) {
             uint64_t t = td__now_ns();
             /* Deferred ops wait for a later op that may fuse them, but not
              * on an idle machine. */
-            if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0) &&
-                t - t0 > atomic_load_explicit(&td__park_idle_ns, memory_order_relaxed)) {
-                td__park_activate_all(); /* what was ready may now be in tls_next */
-                return 1;
+            if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0)) {
+                /* Those waiting for idle_ns already: what was ready may now
+                 * be in tls_next. */
+                uint64_t age = atomic_load_explicit(&td__park_idle_ns, memory_order_relaxed);
+                if (t - t0 > age) {
+                    td__park_activate_older(t, age);
+                    if (tls_next || has_work(ex)) return 1;
+                }
             }
             int uw = ex->spin_beside && user_waits(ex, t);
             if (!primary && !uw) return 0;

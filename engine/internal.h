@@ -148,6 +148,7 @@ typedef struct td__park {
     atomic_int refs;
     td__opr *op; /* valid while deferred */
     struct td__park *prev, *next;
+    uint64_t t_park; /* when it was pushed */
 } td__park;
 extern atomic_int td__nparked; /* tickets still deferred */
 /* An idle worker activates every deferred op after this long (100 us). */
@@ -170,6 +171,8 @@ td__opr *td__park_claim_all(void);
 void td__park_dispatch(td__opr *chain);
 void td__park_activate(td__park *t);
 void td__park_activate_all(void);
+/* Activates the deferred ops pushed at least age ns before now. */
+void td__park_activate_older(uint64_t now, uint64_t age);
 void td__park_op_end(td__opr *op);
 
 /* td_push with the ops layer's options (NULL: plain td_push). */

@@ -76,6 +76,7 @@ static void list_remove(td__park *t) {
 
 void td__park_attach(td__park *t, td__opr *op) {
     t->op = op;
+    t->t_park = td__now_ns();
     op->park = t;
     td__park_retain(t); /* the op's */
     list_add(t);
@@ -129,6 +130,23 @@ td__opr *td__park_claim_all(void) {
     }
     td__spin_unlock(&park_lock);
     return ready;
+}
+
+void td__park_activate_older(uint64_t now, uint64_t age) {
+    if (atomic_load(&td__nparked) == 0) return;
+    td__opr *ready = NULL;
+    td__spin_lock(&park_lock);
+    for (td__park *t = park_head, *next; t; t = next) {
+        next = t->next;
+        if (now - t->t_park < age) continue;
+        td__opr *op = claim_locked(t);
+        if (op) {
+            op->qnext = ready;
+            ready = op;
+        }
+    }
+    td__spin_unlock(&park_lock);
+    td__park_dispatch(ready);
 }
 
 void td__park_dispatch(td__opr *ops) {
