@@ -130,6 +130,7 @@ struct td__opr {
     td__event *done_ev;       /* naive engine: signalled when an async op ends */
     struct td__park *park;    /* deferred (park.c), or NULL */
     int prof;                 /* recorded by the profiler (decided at push) */
+    int uncounted;            /* naive engine, user thread: not in the epoch counts (naive.c) */
     uint64_t t_push, t_ready, t_start; /* profiler times (uv_hrtime ns) */
     int n_acc;
     td__access *acc;          /* sorted by var address, duplicates merged */
@@ -243,6 +244,9 @@ td_status td__profiler_stop_internal(int drain);
 
 /* ---- naive engine (naive.c) ---- */
 td_status td__naive_submit(td__opr *op);
+/* Returns once no naive op runs on another thread (those not counted in the
+ * epochs: td_wait_all and drains call it first). */
+void td__naive_barrier(void);
 void td__naive_reset(void);
 
 /* ---- runtime (runtime.c) ---- */

@@ -44,6 +44,8 @@ td_status td__naive_submit(td__opr *op) {
         return TD_OK;
     }
     td__spin_lock(&naive_mu);
+    if (op->uncounted) /* numbered under the lock: in the order the ops run */
+        op->seq = atomic_fetch_add_explicit(&td__g.seq, 1, memory_order_relaxed) + 1;
     run_one(op);
     while ((op = defer_head) != NULL) {
         defer_head = op->qnext;
@@ -55,3 +57,8 @@ td_status td__naive_submit(td__opr *op) {
 }
 
 void td__naive_reset(void) {}
+
+void td__naive_barrier(void) {
+    td__spin_lock(&naive_mu);
+    td__spin_unlock(&naive_mu);
+}

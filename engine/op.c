@@ -135,6 +135,23 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
         op->name = op->name_buf;
     }
 
+    op->uncounted = 0;
+    if (td__g.naive && !nested && !op->prof) {
+        /* A user thread's op on the naive engine runs before td_push returns,
+         * under the naive engine's lock: it stays out of the epoch counts
+         * (td_wait_all waits for that lock instead), and takes its push
+         * number under the lock, in the order ops run (naive.c). */
+        op->uncounted = 1;
+        while (TD__UNLIKELY(atomic_load(&td__g.state) != TD__RUNNING)) {
+            if ((st = td__ensure_slow()) != TD_OK) {
+                td__op_recycle(op);
+                return st;
+            }
+        }
+        op->epoch = (uint32_t)(atomic_load_explicit(&td__g.epoch_word, memory_order_relaxed) >> 32);
+        op->exec = NULL;
+        return td__naive_submit(op);
+    }
     if (op->out_bytes && !nested) td__bp_reserve(op->out_bytes);
     for (;;) {
         td__account_push(op);

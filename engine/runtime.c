@@ -247,6 +247,7 @@ void td__account_before_run(const td__opr *op) {
 }
 
 void td__account_done(td__opr *op) {
+    if (op->uncounted) return;
     size_t bytes = op->out_bytes;
     if (td__tls_worker && !td__tls_op) { /* the worker loop itself, not an op's fn */
         if (batch_n && batch_epoch != op->epoch) td__account_flush();
@@ -310,6 +311,7 @@ static int slot_is_zero(const void *slot) { return atomic_load((atomic_llong *)s
 /* Closes the current epoch and waits until its ops (and theirs) are done.
  * Returns the closed epoch; *count gets how many ops it held when closed. */
 static uint32_t close_and_drain(uint64_t *count) {
+    if (td__g.naive) td__naive_barrier(); /* ops not counted in the epochs */
     uv_mutex_lock(&wait_mu);
     uint64_t w = atomic_load(&td__g.epoch_word);
     uint64_t nw;

@@ -74,6 +74,7 @@ td_status td_var_wait(td_var *v) {
         w.kind = TD__OPK_WAITER;
         w.prof = 0;
         w.park = NULL;
+        w.uncounted = 1;
         w.done_ev = &ev;
         w.seq = 0;
         w.n_acc = 1;
