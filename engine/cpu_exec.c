@@ -377,6 +377,7 @@ static int idle_wait(td__executor *ex, int primary) {
         if (has_work(ex)) return 1;
         if (yielding || (i & 31) == 0) {
             uint64_t t = td__now_ns();
+            if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
             /* Deferred ops wait for a later op that may fuse them, but not
              * on an idle machine. */
             if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0)) {
@@ -399,6 +400,7 @@ static int idle_wait(td__executor *ex, int primary) {
 }
 
 static void sleep_until_work(td__executor *ex) {
+    td__account_flush(); /* nothing may be held back while asleep */
     uv_mutex_lock(&ex->sleep_mu);
     atomic_fetch_add(&ex->sleepers, 1);
     while (!has_work(ex)) uv_cond_wait(&ex->sleep_cv, &ex->sleep_mu);
@@ -428,8 +430,15 @@ static void worker_main(void *p) {
             continue;
         }
         if (help_jobs(ex)) continue;
-        td__account_flush(); /* nothing may be held back while idle */
-        if (atomic_load(&ex->stop)) break;
+        /* Ends held back (runtime.c) matter only to a td_wait_all: flushed
+         * now if one waits, else by idle_wait when one starts, or before
+         * sleeping.  (Flushing whenever the queue runs dry moved the count's
+         * line between the pusher and the workers once per op.) */
+        if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
+        if (atomic_load(&ex->stop)) {
+            td__account_flush();
+            break;
+        }
         int expect = 0;
         if (ex->spin_ns && atomic_compare_exchange_strong(&ex->spinning, &expect, 1)) {
             int got = idle_wait(ex, 1);
