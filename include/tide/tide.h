@@ -9,5 +9,6 @@
 #include <tide/profiler.h>
 #include <tide/array.h>
 #include <tide/ops.h>
+#include <tide/io.h>
 
 #endif
