@@ -16,7 +16,6 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,20 +161,15 @@ static int by_offset(const void *a, const void *b) {
     return (x->end > y->end) - (x->end < y->end);
 }
 
-static const char *const *sort_base;
-static int by_string(const void *a, const void *b) {
-    return strcmp(sort_base[*(const size_t *)a], sort_base[*(const size_t *)b]);
+static int by_string(const void *a, const void *b, void *strs) {
+    const char *const *s = strs;
+    return strcmp(s[*(const size_t *)a], s[*(const size_t *)b]);
 }
 
-/* idx: 0..n-1 sorted by strs[idx]; returns the first duplicate or NULL.
- * qsort has no context argument: a lock keeps concurrent loads apart. */
+/* idx: 0..n-1 sorted by strs[idx]; returns the first duplicate or NULL. */
 static const char *sort_names(const char *const *strs, size_t n, size_t *idx) {
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     for (size_t i = 0; i < n; i++) idx[i] = i;
-    pthread_mutex_lock(&mu);
-    sort_base = strs;
-    qsort(idx, n, sizeof *idx, by_string);
-    pthread_mutex_unlock(&mu);
+    qsort_r(idx, n, sizeof *idx, by_string, (void *)strs);
     for (size_t i = 1; i < n; i++)
         if (strcmp(strs[idx[i - 1]], strs[idx[i]]) == 0) return strs[idx[i]];
     return NULL;
