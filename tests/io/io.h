@@ -85,13 +85,15 @@ static inline void io_expect_fail(td_status got, td_status want, const char *pat
               td_last_error(), path);
 }
 
-/* A python3 that imports numpy: /usr/bin/python3 first (Debian's
- * python3-numpy lives there), then python3 from PATH.  NULL if none. */
+/* A python3 that imports numpy: $TIDE_TEST_PYTHON if set, else
+ * /usr/bin/python3 (Debian's python3-numpy lives there), else python3 from
+ * PATH.  NULL if none. */
 static inline const char *io_python_numpy(void) {
-    static const char *const cands[] = {"/usr/bin/python3", "python3"};
+    const char *cands[] = {getenv("TIDE_TEST_PYTHON"), "/usr/bin/python3", "python3"};
     for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", cands[i]);
+        if (!cands[i] || !*cands[i]) continue;
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "'%s' -c 'import numpy' >/dev/null 2>&1", cands[i]);
         if (system(cmd) == 0) return cands[i];
     }
     return NULL;
