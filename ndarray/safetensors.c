@@ -419,8 +419,8 @@ static td_status check_save_args(size_t n, const td_ckpt_entry *entries, size_t 
         if (!meta[i].key || !meta[i].value)
             return td__fail(TD_EINVAL, "%s: metadata entry %zu has a NULL %s", who, i, meta[i].key ? "value" : "key");
     size_t most = n > n_meta ? n : n_meta;
-    const char **strs = malloc((most ? most : 1) * sizeof *strs);
-    size_t *idx = malloc((most ? most : 1) * sizeof *idx);
+    const char **strs = calloc(most ? most : 1, sizeof *strs);
+    size_t *idx = calloc(most ? most : 1, sizeof *idx);
     td_status st = TD_OK;
     if (!strs || !idx) st = td__fail(TD_ENOMEM, "%s: out of memory", who);
     const char *dup;

@@ -62,6 +62,7 @@ static inline void io_write_file(const char *path, const void *data, size_t n) {
 
 /* The whole file (malloc'd, *n its size); NULL if it cannot be read. */
 static inline unsigned char *io_read_file(const char *path, size_t *n) {
+    *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);

@@ -19,9 +19,9 @@ Test(ckpt, round_trips_arrays_of_every_dtype_and_shape_with_metadata, .timeout =
     io_tmpdir(dir, sizeof dir);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     tt_rng g = {nd_seed("ckpt round trips", 9)};
-    td_ckpt_entry e[NARR + 1];
-    nd_ref refs[NARR + 1];
-    char names[NARR + 1][32];
+    td_ckpt_entry e[NARR + ND_NLAYOUTS];
+    nd_ref refs[NARR + ND_NLAYOUTS];
+    char names[NARR + ND_NLAYOUTS][32];
     int k = 0;
     ND_FOR_EACH_DTYPE(dt) {
         for (int s = 0; s < NSHAPES; s++, k++) {
@@ -30,11 +30,13 @@ Test(ckpt, round_trips_arrays_of_every_dtype_and_shape_with_metadata, .timeout =
             e[k] = (td_ckpt_entry){names[k], nd_make_random(&refs[k], dt, ndims[s], shapes[s], &g, ND_GEN_BIG)};
         }
     }
-    /* and a transposed slice */
-    snprintf(names[k], sizeof names[k], "view");
-    e[k].name = names[k];
-    e[k].array = nd_make_input(TD_F32, 3, (int64_t[]){2, 3, 4}, ND_LAYOUT_MIXED, &g, ND_GEN_GENERAL, &refs[k]);
-    k++;
+    /* and views of every layout */
+    for (int layout = 0; layout < ND_NLAYOUTS; layout++, k++) {
+        int dt = layout % ND_NDTYPES;
+        snprintf(names[k], sizeof names[k], "view %s", nd_layout_name(layout));
+        e[k].name = names[k];
+        e[k].array = nd_make_input(dt, 3, shapes[4], layout, &g, ND_GEN_GENERAL, &refs[k]);
+    }
     const td_ckpt_meta_entry meta[] = {
         {"step", "1200"}, {"rng", "philox:0123456789abcdef:42"}, {"data position", "epoch 3, batch 17"}, {"empty", ""}};
     cr_assert_eq(td_ckpt_save(path, (size_t)k, e, 4, meta), TD_OK, "%s", td_last_error());
