@@ -242,9 +242,14 @@ static td_status read_header(const td__src *s, npy_header *h) {
     for (int d = 0; d < h->ndim; d++)
         if (__builtin_mul_overflow(bytes, (uint64_t)h->shape[d], &bytes)) bytes = UINT64_MAX;
     uint64_t have = s->size - h->data_off;
+    char sh[256];
+    td__shape_str(h->ndim, h->shape, sh, sizeof sh);
+    /* Sizes before a zero dimension count too: arrays keep them (the fuzzer
+     * found "(262144, 1, 154786, 62144, 0)", no data, which no array can
+     * address). */
+    if (td__check_shape(s->who, h->ndim, h->shape) != TD_OK)
+        return td__src_bad(s, "shape %s is too large to address", sh);
     if (bytes != have) {
-        char sh[256];
-        td__shape_str(h->ndim, h->shape, sh, sizeof sh);
         if (bytes == UINT64_MAX)
             return td__src_bad(s, "shape %s of %s is larger than any file", sh, td_dtype_name(h->dtype));
         return td__src_bad(s, "shape %s of %s needs %" PRIu64 " bytes of data but the file holds %" PRIu64, sh,

@@ -146,12 +146,13 @@ static td_status check_entry(const td__src *s, const cJSON *it, uint64_t data_si
                            "array '%s': data_offsets [%" PRIu64 ", %" PRIu64 ") are outside the %" PRIu64
                            " bytes of data",
                            nm, e->begin, e->end, data_size);
-    if (bytes != e->end - e->begin) {
-        char sh[256];
-        td__shape_str(e->ndim, e->shape, sh, sizeof sh);
+    char sh[256];
+    td__shape_str(e->ndim, e->shape, sh, sizeof sh);
+    if (td__check_shape(s->who, e->ndim, e->shape) != TD_OK)
+        return td__src_bad(s, "array '%s': shape %s is too large to address", nm, sh);
+    if (bytes != e->end - e->begin)
         return td__src_bad(s, "array '%s': shape %s of %s does not take the %" PRIu64 " bytes of its data_offsets", nm,
                            sh, dt->valuestring, e->end - e->begin);
-    }
     return TD_OK;
 }
 

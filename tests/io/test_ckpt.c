@@ -233,6 +233,7 @@ Test(ckpt, hostile_and_corrupt_files_are_eformat_naming_the_file, .timeout = 60)
         {"dimension 1e300", "{" E("a", "F32", "[1e300]", "[0, 4]") "}", 4},
         {"dimension past 2^53", "{" E("a", "U8", "[9007199254740994]", "[0, 4]") "}", 4},
         {"shape not a list", "{" E("a", "F32", "\"1\"", "[0, 4]") "}", 4},
+        {"huge dimensions before a zero", "{" E("a", "F32", "[262144, 1, 154786, 62144, 1, 154786, 0]", "[0, 0]") "}", 0},
         {"nine dimensions", "{" E("a", "U8", "[1,1,1,1,1,1,1,1,1]", "[0, 1]") "}", 1},
         {"shape product overflows", "{" E("a", "F64", "[4294967296, 4294967296, 16]", "[0, 8]") "}", 8},
         {"a terabyte claimed", "{" E("a", "F32", "[262144, 1048576]", "[0, 1099511627776]") "}", 8},

@@ -328,6 +328,8 @@ Test(npy, hostile_and_corrupt_files_are_eformat_naming_the_file, .timeout = 60) 
         {"negative dimension", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", 4, NULL, 0},
         {"dimension overflows int64", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", 4, NULL, 0},
         {"product overflows", 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 16), }", 0, NULL, 0},
+        {"huge dimensions before a zero (found by the fuzzer)", 1,
+         "{'descr': '<f4', 'fortran_order': False, 'shape': (262144, 1, 154786, 62144, 1, 154786, 0), }", 0, NULL, 0},
         {"nine dimensions", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 1, 1, 1, 1, 1, 1), }", 4, NULL, 0},
         {"shape not a tuple", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': [1], }", 4, NULL, 0},
         {"bad tuple", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1 2), }", 8, NULL, 0},
