@@ -566,3 +566,25 @@ Test(npy, loaded_arrays_belong_to_the_open_scope, .timeout = 30) {
     io_rmdir(dir);
     nd_finish();
 }
+
+Test(npy, a_zero_dimension_does_not_excuse_huge_other_dimensions, .timeout = 30) {
+    /* Found by the fuzzers: strides multiply every nonzero size, so an
+     * empty array of shape (262144, 0, 15, 786, 62144, 1, 1547, 866)
+     * overflowed them (undefined behaviour) in the array layer. */
+    nd_start(TD_ENGINE_NAIVE, 1);
+    const int64_t shape[8] = {262144, 0, 15, 786, 62144, 1, 1547, 866};
+    td_clear_error();
+    nd_expect_null(td_empty(TD_F32, 8, shape, td_cpu(0)), TD_EINVAL, "td_empty", "td_empty of it");
+    static unsigned char file[4096];
+    size_t n = mk_npy(file, sizeof file, 1,
+                      "{'descr': '<f4', 'fortran_order': False, 'shape': (262144, 0, 15, 786, 62144, 1, 1547, 866), }",
+                      NULL, 0);
+    td_clear_error();
+    cr_assert_null(td__npy_load_mem(file, n, "mem.npy", td_cpu(0)));
+    io_expect_fail(td_last_status(), TD_EFORMAT, "mem.npy", "a .npy file of it");
+    /* and an ordinary empty array still works */
+    td_array *e = td_empty(TD_F32, 3, (int64_t[]){0, 1 << 20, 1 << 20}, td_cpu(0));
+    cr_assert_not_null(e, "%s", td_last_error());
+    td_release(e);
+    nd_finish();
+}
