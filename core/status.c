@@ -107,17 +107,16 @@ uint64_t td__now_ns(void) {
 
 int td__spin_until(int (*done)(const void *arg), const void *arg, uint64_t spin_ns, uint64_t yield_ns) {
     uint64_t t0 = td__now_ns();
+    int yielding = spin_ns == 0;
     for (unsigned i = 1;; i++) {
         if (done(arg)) return 1;
-        if ((i & 31) == 0) {
+        if (yielding || (i & 31) == 0) {
             uint64_t t = td__now_ns() - t0;
             if (t > yield_ns) return 0;
-            if (t > spin_ns) {
-                sched_yield();
-                continue;
-            }
+            yielding = t > spin_ns;
         }
-        td__cpu_relax();
+        if (yielding) sched_yield();
+        else td__cpu_relax();
     }
 }
 

@@ -29,7 +29,9 @@ static int g_topo_ok;
 static int g_thissystem;
 static int g_pin;
 static int g_ndev;
-static td__device g_dev[TD__MAX_CPU_DEVICES];
+td__device td__cpu_devs[TD__MAX_CPU_DEVICES];
+#define g_dev td__cpu_devs
+atomic_int td__cpu_ready; /* g_ndev once loaded */
 static cpu_priv g_priv[TD__MAX_CPU_DEVICES];
 
 static void *cpu_alloc(td__device *d, size_t bytes, size_t align) {
@@ -143,6 +145,7 @@ static atomic_int g_loaded;
 void td__devices_init(void) {
     if (TD__LIKELY(atomic_load_explicit(&g_loaded, memory_order_acquire))) return;
     uv_once(&g_once, load_topology);
+    atomic_store_explicit(&td__cpu_ready, g_ndev, memory_order_release);
     atomic_store_explicit(&g_loaded, 1, memory_order_release);
 }
 

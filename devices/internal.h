@@ -8,9 +8,12 @@
 #ifndef TIDE_DEVICES_INTERNAL_H
 #define TIDE_DEVICES_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <tide/device.h>
 #include <tide/status.h>
+
+#include "core/internal.h"
 
 enum { TD__MAX_CPU_DEVICES = 64 };
 
@@ -48,6 +51,17 @@ td__device *td__device_lookup(const char *who, td_device dev);
 
 /* The device if present, without touching the thread's error. */
 td__device *td__device_find(td_device dev);
+
+/* CPU devices once the topology is loaded (0 before): the fast path of the
+ * two lookups above, inline because every op asks. */
+extern atomic_int td__cpu_ready;
+extern td__device td__cpu_devs[];
+static inline td__device *td__device_get(const char *who, td_device dev) {
+    if (TD__LIKELY(dev.kind == 0 /* TD_CPU */ &&
+                   (unsigned)dev.id < (unsigned)atomic_load_explicit(&td__cpu_ready, memory_order_acquire)))
+        return &td__cpu_devs[dev.id];
+    return td__device_lookup(who, dev);
+}
 
 /* Whether TIDE_PIN=1 asked for pinned workers. */
 int td__devices_pin_requested(void);

@@ -26,6 +26,7 @@
  * Locking: clock guards the FIFO; qlock guards the heap, qseq and the job
  * list.  Neither is held while taking the other.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -72,6 +73,8 @@ struct td__executor {
     uv_mutex_t sleep_mu;
     uv_cond_t sleep_cv;
     uint64_t spin_ns, yield_ns; /* an idle worker spins, then yields, then sleeps */
+    int spin_beside;            /* see idle_wait */
+    int widen;                  /* queued ops that make a busy worker wake another */
 };
 
 static _Thread_local td__executor *tls_exec; /* the executor this worker serves */
@@ -340,7 +343,56 @@ static int has_work(td__executor *ex) {
     return queue_nonempty(ex) || atomic_load(&ex->njobs) > 0 || atomic_load(&ex->stop);
 }
 
-static int has_work_cb(const void *ex) { return has_work((td__executor *)ex); }
+void td__user_wait_begin(void) {
+    atomic_fetch_add(&td__g.user_waiting, 1);
+    td__exec_kick_all();
+}
+
+void td__user_wait_end(void) {
+    atomic_store_explicit(&td__g.user_wait_end_ns, td__now_ns(), memory_order_relaxed);
+    atomic_fetch_sub(&td__g.user_waiting, 1);
+}
+
+/* Whether a user thread waits, or stopped waiting less than spin_ns ago (it
+ * is likely to push the next op, or to wait again, at once). */
+static int user_waits(const td__executor *ex, uint64_t now) {
+    if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return 1;
+    return now - atomic_load_explicit(&td__g.user_wait_end_ns, memory_order_relaxed) < ex->spin_ns;
+}
+
+/* An idle worker waits here for work before it sleeps; returns whether work
+ * came.  The spinner (at most one, `primary`) spins for spin_ns, then yields
+ * until yield_ns.  While a user thread is blocked in a wait (or has just
+ * left one), its core is free, so every idle worker stays awake: the next
+ * op, or the second chunk of a loop, then finds a worker at once instead of
+ * waiting 10-25 us for a wake.  But then the threads that want a core
+ * outnumber the cores (the user thread spins in its wait too), so everyone
+ * yields instead of spinning on the pause instruction: a thread that has
+ * work (a worker with a chunk, the user thread whose op has ended) gets a
+ * core within a yield, not at the end of a 50 us spin. */
+static int idle_wait(td__executor *ex, int primary) {
+    uint64_t t0 = td__now_ns();
+    int yielding = 0;
+    for (unsigned i = 1;; i++) {
+        if (has_work(ex)) return 1;
+        if (yielding || (i & 31) == 0) {
+            uint64_t t = td__now_ns();
+            /* Deferred ops wait for a later op that may fuse them, but not
+             * on an idle machine. */
+            if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0) &&
+                t - t0 > atomic_load_explicit(&td__park_idle_ns, memory_order_relaxed)) {
+                td__park_activate_all(); /* what was ready may now be in tls_next */
+                return 1;
+            }
+            int uw = ex->spin_beside && user_waits(ex, t);
+            if (!primary && !uw) return 0;
+            if (t - t0 > ex->yield_ns) return 0;
+            yielding = uw || t - t0 > ex->spin_ns;
+        }
+        if (yielding) sched_yield();
+        else td__cpu_relax();
+    }
+}
 
 static void sleep_until_work(td__executor *ex) {
     uv_mutex_lock(&ex->sleep_mu);
@@ -362,7 +414,7 @@ static void worker_main(void *p) {
         else op = try_pop(ex);
         if (op) {
             /* A backlog this worker alone will not clear soon: widen the pool. */
-            if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= 2 && atomic_load(&ex->sleepers) > 0 &&
+            if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= ex->widen && atomic_load(&ex->sleepers) > 0 &&
                 !atomic_load(&ex->spinning))
                 wake(ex, 0);
             td__account_before_run(op);
@@ -376,14 +428,22 @@ static void worker_main(void *p) {
         if (atomic_load(&ex->stop)) break;
         int expect = 0;
         if (ex->spin_ns && atomic_compare_exchange_strong(&ex->spinning, &expect, 1)) {
-            td__spin_until(has_work_cb, ex, ex->spin_ns, ex->yield_ns);
+            int got = idle_wait(ex, 1);
             atomic_store(&ex->spinning, 0);
-            if (has_work(ex)) {
+            if (got) {
                 /* More than this worker can take at once: widen the pool. */
                 if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) > 1 && atomic_load(&ex->sleepers) > 0)
                     wake(ex, 0);
                 continue;
             }
+        } else if (ex->spin_ns && idle_wait(ex, 0)) {
+            continue;
+        }
+        /* Deferred ops are activated by the spinner after td__park_idle_ns
+         * (idle_wait); with no spinning at all, before sleeping. */
+        if (!ex->spin_ns && atomic_load(&td__nparked) > 0) {
+            td__park_activate_all();
+            continue;
         }
         sleep_until_work(ex);
     }
@@ -407,6 +467,8 @@ td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
     ex->spin_ns = (uint64_t)(spin_us < 0 ? 0 : spin_us) * 1000u;
     long long yield_us = td__env_int("TIDE_YIELD_US", 500, NULL);
     ex->yield_ns = ex->spin_ns + (uint64_t)(yield_us < 0 ? 0 : yield_us) * 1000u;
+    ex->widen = (int)td__env_int("TIDE_WIDEN", 2, NULL);
+    ex->spin_beside = td__env_int("TIDE_SPIN_BESIDE", 1, NULL) != 0;
     if (uv_mutex_init(&ex->sleep_mu) || uv_cond_init(&ex->sleep_cv)) TD__PANIC("cannot create executor locks");
     for (int i = 0; i < nworkers; i++) {
         ws[i].ex = ex;

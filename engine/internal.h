@@ -75,6 +75,8 @@ struct td_var {
     void *dtor_arg;
     int recycle;              /* when freed and idle: reset and call dtor, but keep the var */
     td_var *reg_prev, *reg_next; /* registry of live vars (stall report) */
+    struct td__park *defer_w;  /* a deferred op writes it (park.c) */
+    int32_t defer_readers;     /* deferred ops read it */
 };
 
 td_var *td__var_create(void (*dtor)(void *), void *dtor_arg);
@@ -87,7 +89,8 @@ void td__var_destroy_now(td_var *v);
 /* Takes the granted/queued decision for every access of op: locks all its
  * vars in ascending address order (op->acc is sorted), then appends.
  * Returns how many accesses were granted at once. */
-int td__var_append_all(td__opr *op);
+struct td__push_x;
+int td__var_append_all(td__opr *op, struct td__push_x *x); /* -1: x's guard failed, nothing appended */
 /* Releases op's accesses; ops that become ready are handed to
  * td__op_ready(). */
 void td__var_release_all(td__opr *op);
@@ -98,6 +101,9 @@ void td__var_report(FILE *out); /* stall report part: vars with waiters */
 /* ---- ops (op.c) ---- */
 enum { TD__OPK_NORMAL = 0, TD__OPK_WAITER = 1 };
 enum { TD__INLINE_ACC = 4, TD__NAME_MAX = 48 };
+/* An internal td_op flag: the name is a static string (an op descriptor's),
+ * so td_push keeps the pointer instead of copying it. */
+enum { TD__OP_STATIC_NAME = 1 << 16 };
 
 typedef struct td__event td__event;
 
@@ -122,6 +128,7 @@ struct td__opr {
     td__executor *exec;       /* where it runs (NULL on the naive engine) */
     char *errmsg;             /* td_exec_set_error (malloc'd) */
     td__event *done_ev;       /* naive engine: signalled when an async op ends */
+    struct td__park *park;    /* deferred (park.c), or NULL */
     int prof;                 /* recorded by the profiler (decided at push) */
     uint64_t t_push, t_ready, t_start; /* profiler times (uv_hrtime ns) */
     int n_acc;
@@ -130,11 +137,53 @@ struct td__opr {
     /* ready queue links (cpu_exec.c) */
     td__opr *qnext, *qchild;
     uint64_t qseq;
-    char name[TD__NAME_MAX];
+    const char *name;             /* name_buf, or a static string (TD__OP_STATIC_NAME) */
+    char name_buf[TD__NAME_MAX];
 };
 
-/* Called when op's last dependency is granted: dispatch it. */
+/* ---- deferred ops (park.c) ---- */
+enum { TD__PARK_DEFER = 1, TD__PARK_GO = 2, TD__PARK_PARKED = 3, TD__PARK_CLAIMED = 4, TD__PARK_DONE = 5 };
+typedef struct td__park {
+    atomic_int state;
+    atomic_int refs;
+    td__opr *op; /* valid while deferred */
+    struct td__park *prev, *next;
+} td__park;
+extern atomic_int td__nparked; /* tickets still deferred */
+/* An idle worker activates every deferred op after this long (20 us). */
+extern _Atomic uint64_t td__park_idle_ns;
+void td__park_set_idle_ns(uint64_t ns); /* a test hook */
+td__park *td__park_new(void);  /* one reference, the caller's; NULL when out of memory */
+void td__park_retain(td__park *t);
+void td__park_release(td__park *t);
+int td__park_deferred(const td__park *t);
+void td__park_attach(td__park *t, td__opr *op); /* at push */
+int td__park_on_ready(td__opr *op);             /* 1: parked, do not dispatch */
+/* Activation in two steps, so the first can run under var locks: claim
+ * returns the op to dispatch (it was parked ready) or NULL; claim_all a
+ * chain of such ops linked by qnext. */
+td__opr *td__park_claim(td__park *t);
+/* Runs fn(arg) if t is still deferred, such that it stays deferred (its op
+ * not dispatched, its arg not freed) until fn returns; returns whether it ran. */
+int td__park_while_deferred(td__park *t, void (*fn)(void *arg), void *arg);
+td__opr *td__park_claim_all(void);
+void td__park_dispatch(td__opr *chain);
+void td__park_activate(td__park *t);
+void td__park_activate_all(void);
+void td__park_op_end(td__opr *op);
+
+/* td_push with the ops layer's options (NULL: plain td_push). */
+typedef struct td__push_x {
+    td__park *defer;     /* push deferred under this ticket (td__park_new) */
+    td__park *guard;     /* push only while this ticket is deferred ... */
+    td_var *guard_var;   /* ... checked under this var's lock too */
+    int guard_failed;    /* out: nothing was pushed because of the guard */
+} td__push_x;
+td_status td__push_ex(const td_op *o, td__push_x *x);
+
+/* Called when op's last dependency is granted: dispatch it (or park it). */
 void td__op_ready(td__opr *op);
+void td__op_dispatch(td__opr *op); /* to its executor, the waiter, or run (naive) */
 /* Runs op on this thread (the skip rule, fn, and for synchronous ops the
  * completion). w is the worker index reported by td_exec_worker. */
 void td__op_execute(td__opr *op, int w);
@@ -147,9 +196,15 @@ void td__op_cache_flush(void);
  * TD_EBUSY while it is set. */
 extern _Thread_local td__opr *td__tls_op;
 
-/* How long a blocked thread spins, then yields, before it sleeps (see
- * td__spin_until): a user thread waiting for an op, and an idle worker. */
-enum { TD__WAIT_SPIN_NS = 50000, TD__WAIT_YIELD_NS = 1000000 };
+/* How long a blocked user thread spins, then yields, before it sleeps (see
+ * td__spin_until), by default; TIDE_WAIT_SPIN_US and TIDE_WAIT_YIELD_US
+ * change it (td__g.wait_spin_ns, td__g.wait_yield_ns). */
+enum { TD__WAIT_SPIN_NS = 0, TD__WAIT_YIELD_NS = 1000000 };
+/* A user thread blocks in a wait (td_var_wait, td_wait_all) between these:
+ * while one does, its core is free, so idle workers may all spin (see
+ * cpu_exec.c) instead of one. */
+void td__user_wait_begin(void);
+void td__user_wait_end(void);
 
 /* ---- events (wait.c) ---- */
 struct td__event {
@@ -204,6 +259,9 @@ typedef struct {
     _Alignas(TD__CACHELINE) _Atomic uint64_t seq;
     _Alignas(TD__CACHELINE) _Atomic size_t inflight;
     atomic_int bp_waiters;
+    _Alignas(TD__CACHELINE) atomic_int user_waiting; /* user threads blocked in a wait */
+    _Atomic uint64_t user_wait_end_ns;               /* when the last such wait ended */
+    uint64_t wait_spin_ns, wait_yield_ns;
     uv_mutex_t bp_mu;
     uv_cond_t bp_cv;
     uv_mutex_t drain_mu;

@@ -24,7 +24,7 @@ static void run_one(td__opr *op) {
         op->done_ev = &ev;
     }
     atomic_init(&op->wait, op->n_acc + 1);
-    int granted = td__var_append_all(op);
+    int granted = td__var_append_all(op, NULL);
     /* Everything pushed before has finished, so every access is granted;
      * should one not be, whoever releases it runs the op (td__op_ready). */
     if (atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1)

@@ -70,10 +70,12 @@ static td_status check_vars(const char *name, const char *which, td_var *const *
     return TD_OK;
 }
 
-enum { TD__ALL_FLAGS = TD_OP_ASYNC | TD_OP_PRIORITIZED | TD_OP_COPY | TD_OP_OVERWRITE };
+enum { TD__ALL_FLAGS = TD_OP_ASYNC | TD_OP_PRIORITIZED | TD_OP_COPY | TD_OP_OVERWRITE | TD__OP_STATIC_NAME };
 enum { TD__MAX_VARS_PER_OP = 1 << 20 };
 
-td_status td_push(const td_op *o) {
+td_status td_push(const td_op *o) { return td__push_ex(o, NULL); }
+
+td_status td__push_ex(const td_op *o, td__push_x *x) {
     if (!o) return td__fail(TD_EINVAL, "td_push: op is NULL");
     const char *name = o->name ? o->name : "op";
     if (!o->fn) return td__fail(TD_EINVAL, "td_push(%s): fn is NULL", name);
@@ -89,7 +91,7 @@ td_status td_push(const td_op *o) {
 
     int nested = td__tls_op != NULL;
     if (!nested && (st = td__ensure()) != TD_OK) return st;
-    td__device *dev = td__device_lookup("td_push", o->device);
+    td__device *dev = td__device_get("td_push", o->device);
     if (!dev) return TD_EDEVICE; /* the lookup wrote the message */
 
     td__opr *op = op_alloc();
@@ -119,13 +121,19 @@ td_status td_push(const td_op *o) {
     op->ex.device = o->device;
     op->ex.worker = -1;
     op->done_ev = NULL;
+    op->park = NULL;
     op->qnext = op->qchild = NULL;
     op->prof = atomic_load_explicit(&td__prof_on, memory_order_relaxed);
     if (TD__UNLIKELY(op->prof)) {
         op->t_push = uv_hrtime();
         op->t_ready = 0;
     }
-    td__strlcpy(op->name, name, sizeof op->name);
+    if (o->flags & TD__OP_STATIC_NAME) {
+        op->name = name;
+    } else {
+        td__strlcpy(op->name_buf, name, sizeof op->name_buf);
+        op->name = op->name_buf;
+    }
 
     if (op->out_bytes && !nested) td__bp_reserve(op->out_bytes);
     for (;;) {
@@ -146,7 +154,16 @@ td_status td_push(const td_op *o) {
     if (!op->exec) return td__naive_submit(op);
 
     atomic_init(&op->wait, op->n_acc + 1);
-    int granted = td__var_append_all(op);
+    if (TD__UNLIKELY(x != NULL) && x->defer) td__park_attach(x->defer, op);
+    int granted = td__var_append_all(op, x);
+    if (TD__UNLIKELY(granted < 0)) { /* the guard failed: undo the push */
+        x->guard_failed = 1;
+        if (op->out_bytes && !nested) td__bp_unreserve(op->out_bytes);
+        op->out_bytes = 0;
+        td__account_done(op);
+        td__op_recycle(op);
+        return TD_OK;
+    }
     if (atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) td__op_ready(op);
     return TD_OK;
 }
@@ -172,6 +189,7 @@ static void op_end(td__opr *op, int status) {
     if (TD__UNLIKELY(op->prof)) td__prof_record(op, status, op->exec ? td__exec_depth(op->exec) : 0);
     if (op->arg_free) op->arg_free(op->arg);
     td__var_release_all(op);
+    if (TD__UNLIKELY(op->park != NULL)) td__park_op_end(op);
     td__event *ev = op->done_ev;
     td__account_done(op);
     td__op_recycle(op);
@@ -234,6 +252,11 @@ void td__op_execute(td__opr *op, int w) {
 }
 
 void td__op_ready(td__opr *op) {
+    if (TD__UNLIKELY(op->park != NULL) && td__park_on_ready(op)) return; /* parked until activated */
+    td__op_dispatch(op);
+}
+
+void td__op_dispatch(td__opr *op) {
     if (TD__UNLIKELY(op->prof)) op->t_ready = uv_hrtime();
     if (op->kind == TD__OPK_WAITER) td__event_signal(op->done_ev);
     else if (op->exec) td__exec_submit(op->exec, op);

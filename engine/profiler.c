@@ -135,7 +135,7 @@ void td__prof_record(const td__opr *op, int status, int depth) {
         if (op->acc[i].mode & TD__ACC_WRITE) r->vars[k++] = op->acc[i].var->id;
     r->n_reads = (uint16_t)(nr > 65535 ? 65535 : nr);
     r->n_writes = (uint16_t)(nw > 65535 ? 65535 : nw);
-    memcpy(r->name, op->name, sizeof r->name);
+    td__strlcpy(r->name, op->name, sizeof r->name);
 }
 
 /* ---- the trace ---- */

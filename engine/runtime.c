@@ -93,6 +93,10 @@ static td_status start_locked(const td_config *cfg) {
     td__g.max_inflight = cfg->max_inflight_bytes ? cfg->max_inflight_bytes : default_max_inflight();
     long long stall = td__env_int("TIDE_STALL_SECONDS", 60, NULL);
     td__g.stall_seconds = stall > 0 ? (double)stall : 0.0;
+    long long ws = td__env_int("TIDE_WAIT_SPIN_US", TD__WAIT_SPIN_NS / 1000, NULL);
+    long long wy = td__env_int("TIDE_WAIT_YIELD_US", (TD__WAIT_YIELD_NS - TD__WAIT_SPIN_NS) / 1000, NULL);
+    td__g.wait_spin_ns = (uint64_t)(ws < 0 ? 0 : ws) * 1000u;
+    td__g.wait_yield_ns = td__g.wait_spin_ns + (uint64_t)(wy < 0 ? 0 : wy) * 1000u;
     td__g.n_cpu = 0;
     if (!td__g.naive) {
         int ndev = td_device_count(TD_CPU);
@@ -263,6 +267,7 @@ void td__bp_reserve(size_t bytes) {
     size_t cur = atomic_load(&td__g.inflight);
     for (;;) {
         while (cur > td__g.max_inflight) {
+            td__park_activate_all();
             td__exec_kick_all();
             uv_mutex_lock(&td__g.bp_mu);
             atomic_fetch_add(&td__g.bp_waiters, 1);
@@ -291,6 +296,7 @@ void td__bp_sub(size_t bytes) {
 void td__bp_admit(void) {
     if (td__tls_op || td__g.naive) return;
     if (TD__LIKELY(atomic_load_explicit(&td__g.inflight, memory_order_relaxed) <= td__g.max_inflight)) return;
+    td__park_activate_all();
     td__exec_kick_all();
     uv_mutex_lock(&td__g.bp_mu);
     atomic_fetch_add(&td__g.bp_waiters, 1);
@@ -316,9 +322,10 @@ static uint32_t close_and_drain(uint64_t *count) {
     long long left = atomic_fetch_add(slot, c) + c;
     if (count) *count = (uint64_t)c;
     if (left != 0) {
-        td__exec_kick_all();
+        td__park_activate_all(); /* deferred ops are pending ops too */
+        td__user_wait_begin();
         uint64_t t0 = uv_hrtime();
-        td__spin_until(slot_is_zero, slot, TD__WAIT_SPIN_NS, TD__WAIT_YIELD_NS);
+        td__spin_until(slot_is_zero, slot, td__g.wait_spin_ns, td__g.wait_yield_ns);
         int reported = 0;
         uv_mutex_lock(&td__g.drain_mu);
         while (atomic_load(slot) != 0) {
@@ -338,6 +345,7 @@ static uint32_t close_and_drain(uint64_t *count) {
             }
         }
         uv_mutex_unlock(&td__g.drain_mu);
+        td__user_wait_end();
     }
     uv_mutex_unlock(&wait_mu);
     return e;

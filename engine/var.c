@@ -109,14 +109,63 @@ void td_var_free(td_var *v) {
     if (now) var_destroy(v);
 }
 
-int td__var_append_all(td__opr *op) {
+/* The deferred ops an access to v in `mode` must activate (park.c): the
+ * deferred writer of v, and for a write every deferred reader (found by
+ * claiming every deferred op: rare).  Under v's lock. */
+static td__opr *conflicts(td_var *v, int mode, const td__opr *op, td__opr *ready) {
+    if (v->defer_w && v->defer_w != op->park) {
+        td__opr *r = td__park_claim(v->defer_w);
+        if (r) {
+            r->qnext = ready;
+            ready = r;
+        }
+    }
+    if ((mode & TD__ACC_WRITE) && v->defer_readers > 0) {
+        td__opr *r = td__park_claim_all();
+        while (r) {
+            td__opr *next = r->qnext;
+            r->qnext = ready;
+            ready = r;
+            r = next;
+        }
+    }
+    return ready;
+}
+
+int td__var_append_all(td__opr *op, td__push_x *x) {
     int granted = 0;
     int n = op->n_acc;
     td__access *acc = op->acc;
-    for (int i = 0; i < n; i++) td__spin_lock(&acc[i].var->lock);
+    /* The guard's var is locked with the op's own, in the same address
+     * order, unless it is one of them. */
+    td_var *gv = x && x->guard ? x->guard_var : NULL;
+    for (int i = 0; i < n && gv; i++)
+        if (acc[i].var == gv) gv = NULL;
+    int gi = n; /* gv is locked just before acc[gi] */
+    for (int i = 0; gv && i < n; i++)
+        if ((uintptr_t)acc[i].var > (uintptr_t)gv) {
+            gi = i;
+            break;
+        }
+    for (int i = 0; i < n; i++) {
+        if (gv && i == gi) td__spin_lock(&gv->lock);
+        td__spin_lock(&acc[i].var->lock);
+    }
+    if (gv && gi == n) td__spin_lock(&gv->lock);
+    if (x && x->guard && !td__park_deferred(x->guard)) {
+        if (gv) td__spin_unlock(&gv->lock);
+        for (int i = n - 1; i >= 0; i--) td__spin_unlock(&acc[i].var->lock);
+        return -1;
+    }
+    td__opr *ready = NULL;
     for (int i = 0; i < n; i++) {
         td__access *a = &acc[i];
         td_var *v = a->var;
+        if (TD__UNLIKELY(v->defer_w || v->defer_readers)) ready = conflicts(v, a->mode, op, ready);
+        if (TD__UNLIKELY(op->park)) {
+            if (a->mode & TD__ACC_WRITE) v->defer_w = op->park;
+            else v->defer_readers++;
+        }
         if (!v->head) {
             if (a->mode & TD__ACC_WRITE) {
                 if (!v->readers && !v->writer) {
@@ -135,7 +184,9 @@ int td__var_append_all(td__opr *op) {
         else v->head = a;
         v->tail = a;
     }
+    if (gv) td__spin_unlock(&gv->lock);
     for (int i = n - 1; i >= 0; i--) td__spin_unlock(&acc[i].var->lock);
+    if (TD__UNLIKELY(ready != NULL)) td__park_dispatch(ready);
     return granted;
 }
 
@@ -145,6 +196,10 @@ static int release_locked(td__access *a, td__access **granted) {
     td_var *v = a->var;
     if (a->mode & TD__ACC_WRITE) v->writer = 0;
     else v->readers--;
+    if (TD__UNLIKELY(a->op->park != NULL)) {
+        if (!(a->mode & TD__ACC_WRITE)) v->defer_readers--;
+        else if (v->defer_w == a->op->park) v->defer_w = NULL;
+    }
     td__access *h;
     while ((h = v->head) != NULL) {
         if (h->mode & TD__ACC_WRITE) {

@@ -28,7 +28,7 @@ static int event_is_set(const void *ev) { return atomic_load(&((const td__event 
 
 void td__event_wait(td__event *ev, const char *what) {
     uint64_t t0 = uv_hrtime();
-    td__spin_until(event_is_set, ev, TD__WAIT_SPIN_NS, TD__WAIT_YIELD_NS);
+    td__spin_until(event_is_set, ev, td__g.wait_spin_ns, td__g.wait_yield_ns);
     int reported = 0;
     uv_mutex_lock(&ev->mu);
     atomic_store(&ev->sleeping, 1);
@@ -73,19 +73,24 @@ td_status td_var_wait(td_var *v) {
         td__event_init(&ev);
         w.kind = TD__OPK_WAITER;
         w.prof = 0;
+        w.park = NULL;
         w.done_ev = &ev;
         w.seq = 0;
         w.n_acc = 1;
         w.acc = w.inline_acc;
-        td__strlcpy(w.name, "td_var_wait", sizeof w.name);
+        w.name = "td_var_wait";
         w.acc[0] = (td__access){.next = NULL, .op = &w, .var = v, .mode = TD__ACC_READ};
         atomic_init(&w.wait, 1);
         if (v->tail) v->tail->next = &w.acc[0];
         else v->head = &w.acc[0];
         v->tail = &w.acc[0];
+        /* A deferred op writes v: the wait needs it now. */
+        td__opr *parked = v->defer_w ? td__park_claim(v->defer_w) : NULL;
         td__spin_unlock(&v->lock);
-        td__exec_kick_all();
+        if (parked) td__op_dispatch(parked);
+        td__user_wait_begin();
         td__event_wait(&ev, "td_var_wait");
+        td__user_wait_end();
         td__event_destroy(&ev);
         e = v->err; /* we hold a granted read: no writer can change it */
         if (e) td__err_retain(e);

@@ -151,7 +151,10 @@ int main(int argc, char **argv)
         td_profiler_summary(stdout);
         printf("\ntrace written to %s\n", realpath(trace, full) ? full : trace);
         printf("open it at https://ui.perfetto.dev (Open trace file) or in chrome://tracing (Load):\n"
-               "one track per worker; arrows lead from each op to the ops that waited for it.\n");
+               "one track per worker; arrows lead from each op to the ops that waited for it.\n"
+               "or summarise it (utilisation, parallelism, critical path) and draw its timeline:\n"
+               "  tide-trace %s --svg timeline.svg\n",
+               realpath(trace, full) ? full : trace);
     }
     if (td_shutdown() != TD_OK) bad |= failed("td_shutdown");
     printf("\na_plus_2b: %s\n", bad ? "FAILED" : "OK");

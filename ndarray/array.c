@@ -15,13 +15,35 @@
 #include "engine/internal.h"
 #include "ndarray/internal.h"
 
-static atomic_llong live_arrays;
+/* Live array handles, counted per thread (a shard each, so a handle made
+ * on one thread and freed on another moves no shared line per op); the
+ * total is the sum. */
+enum { LIVE_SHARDS = 16 };
+static struct {
+    _Alignas(64) atomic_llong n;
+} live_shard[LIVE_SHARDS];
+static atomic_int live_next;
+static _Thread_local int live_idx = -1;
+
+static inline void live_add(long long d) {
+    if (TD__UNLIKELY(live_idx < 0)) live_idx = atomic_fetch_add(&live_next, 1) % LIVE_SHARDS;
+    atomic_fetch_add_explicit(&live_shard[live_idx].n, d, memory_order_relaxed);
+}
+
+static long long live_total(void) {
+    long long t = 0;
+    for (int i = 0; i < LIVE_SHARDS; i++) t += atomic_load_explicit(&live_shard[i].n, memory_order_relaxed);
+    return t;
+}
+
+void (*td__array_ag_free)(td_array *a);
+td_array *(*td__array_view_hook)(td_array *base, td_array *view, int kind, const int64_t *args, int nargs);
 
 /* ---- dtypes ---- */
 static const size_t dtype_sizes[TD_DTYPE_COUNT] = {4, 8, 4, 8, 1};
 static const char *const dtype_names[TD_DTYPE_COUNT] = {"float32", "float64", "int32", "int64", "uint8"};
 
-size_t td_dtype_size(int dtype) { return (dtype >= 0 && dtype < TD_DTYPE_COUNT) ? dtype_sizes[dtype] : 0; }
+size_t(td_dtype_size)(int dtype) { return (dtype >= 0 && dtype < TD_DTYPE_COUNT) ? dtype_sizes[dtype] : 0; }
 const char *td_dtype_name(int dtype) {
     return (dtype >= 0 && dtype < TD_DTYPE_COUNT) ? dtype_names[dtype] : "unknown dtype";
 }
@@ -121,20 +143,21 @@ void td__array_count_output(td_array *a) {
 }
 
 static int held_by_program(const td_array *a) {
-    return atomic_load(&a->refs) > atomic_load(&a->op_refs) || atomic_load(&a->st->refs) > 1;
+    uint64_t rc = atomic_load(&a->rc);
+    return td__rc_refs(rc) > td__rc_ops(rc) || atomic_load(&a->st->refs) > 1;
 }
 
 void td__array_op_done(td_array *a) {
     int expect = 1;
-    if (atomic_load_explicit(&a->st->gstate, memory_order_relaxed) == 1 && atomic_load(&a->op_refs) == 1 &&
+    if (atomic_load_explicit(&a->st->gstate, memory_order_relaxed) == 1 && td__rc_ops(atomic_load(&a->rc)) == 1 &&
         held_by_program(a) &&
         atomic_compare_exchange_strong(&a->st->gstate, &expect, 0))
         td__bp_sub(a->st->bytes);
 }
 
-/* The program let go of a's last reference while pending ops still hold it. */
-static void mark_garbage(td_array *a) {
-    td__storage *st = a->st;
+/* The program let go of the last reference to an array on st while pending
+ * ops still hold it. */
+static void mark_garbage(td__storage *st) {
     if (td__g.naive || st->bytes < BP_MIN_BYTES || atomic_load(&st->refs) != 1 || atomic_load(&st->gstate) != 0)
         return;
     td__bp_add(st->bytes);
@@ -145,15 +168,16 @@ static void mark_garbage(td_array *a) {
 /* ---- arrays ---- */
 static td__objcache array_cache = TD__OBJCACHE_INIT(TD__CACHE_ARRAY, td_array);
 
-td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *shape, const int64_t *strides,
-                         int64_t offset) {
+/* A handle on st; adopt: it takes over the caller's reference to st
+ * instead of adding one. */
+static td_array *wrap(td__storage *st, int dtype, int ndim, const int64_t *shape, const int64_t *strides,
+                      int64_t offset, int adopt) {
     td_array *a = td__cache_alloc(&array_cache);
     if (!a) {
         td__fail(TD_ENOMEM, "out of memory for an array handle");
         return NULL;
     }
-    atomic_init(&a->refs, 1);
-    atomic_init(&a->op_refs, 0);
+    atomic_init(&a->rc, TD__REF_ONE);
     a->dtype = dtype;
     a->ndim = ndim;
     for (int i = 0; i < ndim; i++) {
@@ -165,14 +189,24 @@ td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *sh
     a->st = st;
     a->scope = NULL;
     a->scope_idx = -1;
-    atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&live_arrays, 1, memory_order_relaxed);
+    a->lazy = NULL;
+    a->node = NULL;
+    a->grad = NULL;
+    a->out_idx = 0;
+    a->grad_req = 0;
+    if (!adopt) atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+    live_add(1);
     return a;
+}
+
+td_array *td__array_wrap(td__storage *st, int dtype, int ndim, const int64_t *shape, const int64_t *strides,
+                         int64_t offset) {
+    return wrap(st, dtype, ndim, shape, strides, offset, 0);
 }
 
 td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev, const char *who) {
     if (td__check_dtype(who, dtype) != TD_OK || td__check_shape(who, ndim, shape) != TD_OK) return NULL;
-    td__device *d = td__device_lookup(who, dev);
+    td__device *d = td__device_get(who, dev);
     if (!d) return NULL;
     int64_t n = td__shape_numel(ndim, shape);
     if (td__ensure() != TD_OK) return NULL;
@@ -181,37 +215,49 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
     if (!st) return NULL;
     int64_t strides[TD_MAX_DIMS];
     td__contiguous_strides(ndim, shape, strides);
-    td_array *a = td__array_wrap(st, dtype, ndim, shape, strides, 0);
-    td__storage_release(st); /* the array holds it now */
+    td_array *a = wrap(st, dtype, ndim, shape, strides, 0, 1); /* the array holds st's reference now */
+    if (!a) td__storage_release(st);
     return a;
 }
 
 static void array_free(td_array *a) {
+    if (a->lazy) a->lazy->release(a->lazy);
+    if (a->node || a->grad) td__array_ag_free(a);
     td__storage_release(a->st);
-    atomic_fetch_sub_explicit(&live_arrays, 1, memory_order_relaxed);
+    live_add(-1);
     td__cache_free(&array_cache, a);
 }
 
 /* The program's own unref (td_release, scope ends). */
 static void array_unref(td_array *a) {
-    int left = atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) - 1;
-    if (left == 0) array_free(a);
-    else if (left == atomic_load(&a->op_refs)) mark_garbage(a);
+    /* Read before letting go: once the count drops, the ops still holding
+     * the array may free it at any moment. */
+    td__storage *st = a->st;
+    td__park *t = a->lazy ? a->lazy->park : NULL;
+    if (TD__UNLIKELY(t != NULL)) td__park_retain(t);
+    uint64_t rc = atomic_fetch_sub_explicit(&a->rc, TD__REF_ONE, memory_order_acq_rel) - TD__REF_ONE;
+    if (td__rc_refs(rc) == 0) {
+        array_free(a);
+    } else if (td__rc_refs(rc) == td__rc_ops(rc)) {
+        /* Only pending ops hold it now.  A deferred op making it need not
+         * wait any longer: it will find its output unobservable and skip. */
+        if (t) td__park_activate(t);
+        mark_garbage(st);
+    }
+    if (t) td__park_release(t);
 }
 
 void td__array_unref(td_array *a) {
-    if (a && atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) array_free(a);
+    if (a && td__rc_refs(atomic_fetch_sub_explicit(&a->rc, TD__REF_ONE, memory_order_acq_rel)) == 1) array_free(a);
 }
 
 td_array *td__array_hold(td_array *a) {
-    atomic_fetch_add_explicit(&a->op_refs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&a->rc, TD__REF_OP, memory_order_relaxed);
     return a;
 }
 
 void td__array_drop(td_array *a) {
-    atomic_fetch_sub_explicit(&a->op_refs, 1, memory_order_acq_rel);
-    td__array_unref(a);
+    if (td__rc_refs(atomic_fetch_sub_explicit(&a->rc, TD__REF_OP, memory_order_acq_rel)) == 1) array_free(a);
 }
 
 int td__array_covers_storage(const td_array *a) {
@@ -304,7 +350,7 @@ td_array *td_keep(td_array *a) {
 }
 
 td_array *td_retain(td_array *a) {
-    if (a) atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    if (a) atomic_fetch_add_explicit(&a->rc, TD__REF_ONE, memory_order_relaxed);
     return a;
 }
 
@@ -340,7 +386,7 @@ int td_is_contiguous(const td_array *a) {
 }
 
 td_array_stats td_array_stats_get(void) {
-    td_array_stats s = {atomic_load(&live_arrays), 0, 0};
+    td_array_stats s = {live_total(), 0, 0};
     td__pool_live(&s.live_storages, &s.storage_bytes);
     return s;
 }

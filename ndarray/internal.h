@@ -30,9 +30,24 @@ typedef struct td__storage {
     atomic_int gstate;             /* back-pressure: 0, 1 counted as garbage, 2 back in the pool */
 } td__storage;
 
+/* An array's references in one word, so that an op's hold and drop are one
+ * atomic step each: the low 32 bits count every reference, the high 32 bits
+ * how many of them pending ops hold (td__array_hold). */
+#define TD__REF_ONE 1ull
+#define TD__REF_OP ((1ull << 32) | 1ull)
+static inline uint32_t td__rc_refs(uint64_t rc) { return (uint32_t)rc; }
+static inline uint32_t td__rc_ops(uint64_t rc) { return (uint32_t)(rc >> 32); }
+
+/* What the ops layer keeps with the output of a deferred op (ops/invoke.c,
+ * "Fusion"): the engine's ticket, and how to let go of it all. */
+typedef struct td__lazy {
+    struct td__park *park;
+    void (*release)(struct td__lazy *l);
+} td__lazy;
+
 struct td_array {
-    atomic_int refs;
-    atomic_int op_refs; /* how many of refs pending ops hold (td__array_hold) */
+    _Atomic uint64_t rc; /* see TD__REF_OP */
+    td__lazy *lazy;      /* the output of a deferred op, or NULL */
     int dtype;
     int ndim;
     int64_t shape[TD_MAX_DIMS];
@@ -43,7 +58,36 @@ struct td_array {
     /* scope membership: touched only by the thread that owns the scope */
     void *scope;
     int scope_idx;
+    /* Autograd (set by ops/tape.c, NULL otherwise).  node: the recorded op
+     * that made this handle (a reference; output out_idx of it), so the
+     * graph lives as long as the arrays made from it.  grad: the gradient
+     * buffer of a leaf (td_attach_grad; owned by this handle) and its
+     * td_grad_req.  Freed with the handle through td__array_ag_free. */
+    struct td__node *node;
+    struct td_array *grad;
+    int out_idx;
+    int grad_req;
 };
+
+/* td_dtype_size, inline inside tide (the invoke path asks it a dozen times
+ * per op); the public function stays for programs. */
+static inline size_t td__dtype_size(int dtype) {
+    return (unsigned)dtype < (unsigned)TD_DTYPE_COUNT ? (size_t)(0x18484u >> (4 * dtype) & 0xf) : 0;
+}
+#define td_dtype_size(dt) td__dtype_size(dt)
+/* ---- autograd hooks (filled in by ops/tape.c before any array gets a node
+ * or a gradient; ndarray/ never looks inside a node) ---- */
+/* Called when a handle with a node or a gradient buffer is freed. */
+extern void (*td__array_ag_free)(td_array *a);
+/* The kinds of views, as the view functions report them. */
+enum { TD__VIEW_SLICE, TD__VIEW_TRANSPOSE, TD__VIEW_RESHAPE, TD__VIEW_BROADCAST, TD__VIEW_FLIP };
+/* Called by every view function whose base takes part in autograd (has a
+ * node or a gradient buffer) with the new view and the arguments it was made
+ * with (slice: axis, start, stop, step; transpose: the permutation; flip:
+ * the axis); records the view when recording is on.  Returns view, or NULL
+ * (view released, message set) when recording failed. */
+extern td_array *(*td__array_view_hook)(td_array *base, td_array *view, int kind, const int64_t *args, int nargs);
+static inline int td__array_in_graph(const td_array *a) { return a->node != NULL || a->grad != NULL; }
 
 /* ---- pools (pool.c) ---- */
 /* A storage of at least bytes (64-byte aligned) with one reference, from the
@@ -74,6 +118,11 @@ td_array *td__array_new(int dtype, int ndim, const int64_t *shape, td_device dev
  * whose consumers have not run) as in flight until it is freed. */
 td_array *td__array_hold(td_array *a);
 void td__array_drop(td_array *a);
+/* Counts one of a's existing references as an op's (a fresh output, or a
+ * private copy, handed to the op that will write it). */
+static inline void td__array_give_to_op(td_array *a) {
+    atomic_fetch_add_explicit(&a->rc, 1ull << 32, memory_order_relaxed);
+}
 /* A fresh array that an op is about to write counts as in flight (see
  * array.c, "back-pressure"); td__array_op_done, called by an ending op for
  * each array it holds, ends that when it is the last op holding the array

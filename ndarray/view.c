@@ -14,12 +14,18 @@ static int norm_axis(const char *who, int axis, int ndim) {
     return axis < 0 ? axis + ndim : axis;
 }
 
-static td_array *view_of(td_array *a, int ndim, const int64_t *shape, const int64_t *strides, int64_t offset) {
-    return td__array_give(td__array_wrap(a->st, a->dtype, ndim, shape, strides, offset));
+/* A new view of a, given to the caller; recorded for autograd (kind, args:
+ * how it was made) when a takes part in a graph. */
+static td_array *view_of(td_array *a, int ndim, const int64_t *shape, const int64_t *strides, int64_t offset, int kind,
+                         const int64_t *args, int nargs) {
+    td_array *v = td__array_wrap(a->st, a->dtype, ndim, shape, strides, offset);
+    if (v && td__array_in_graph(a)) v = td__array_view_hook(a, v, kind, args, nargs);
+    return td__array_give(v);
 }
 
 td_array *td_slice(td_array *a, int axis, int64_t start, int64_t stop, int64_t step) {
     if (!a) return NULL;
+    const int64_t args[4] = {axis, start, stop, step};
     int ax = norm_axis("td_slice", axis, a->ndim);
     if (ax < 0) return NULL;
     if (step == 0) {
@@ -52,7 +58,7 @@ td_array *td_slice(td_array *a, int axis, int64_t start, int64_t stop, int64_t s
     int64_t offset = a->offset + (len > 0 ? start * a->strides[ax] : 0);
     shape[ax] = len;
     strides[ax] = a->strides[ax] * step;
-    return view_of(a, a->ndim, shape, strides, offset);
+    return view_of(a, a->ndim, shape, strides, offset, TD__VIEW_SLICE, args, 4);
 }
 
 td_array *td_transpose(td_array *a, const int *perm) {
@@ -66,12 +72,13 @@ td_array *td_transpose(td_array *a, const int *perm) {
             return NULL;
         }
     }
-    int64_t shape[TD_MAX_DIMS], strides[TD_MAX_DIMS];
+    int64_t shape[TD_MAX_DIMS], strides[TD_MAX_DIMS], args[TD_MAX_DIMS];
     for (int i = 0; i < a->ndim; i++) {
         shape[i] = a->shape[p[i]];
         strides[i] = a->strides[p[i]];
+        args[i] = p[i];
     }
-    return view_of(a, a->ndim, shape, strides, a->offset);
+    return view_of(a, a->ndim, shape, strides, a->offset, TD__VIEW_TRANSPOSE, args, a->ndim);
 }
 
 td_array *td_expand_dims(td_array *a, int axis) {
@@ -93,7 +100,7 @@ td_array *td_expand_dims(td_array *a, int axis) {
             j++;
         }
     }
-    return view_of(a, a->ndim + 1, shape, strides, a->offset);
+    return view_of(a, a->ndim + 1, shape, strides, a->offset, TD__VIEW_RESHAPE, NULL, 0);
 }
 
 td_array *td_squeeze(td_array *a, int axis) {
@@ -115,7 +122,7 @@ td_array *td_squeeze(td_array *a, int axis) {
         strides[n] = a->strides[i];
         n++;
     }
-    return view_of(a, n, shape, strides, a->offset);
+    return view_of(a, n, shape, strides, a->offset, TD__VIEW_RESHAPE, NULL, 0);
 }
 
 td_array *td_broadcast_to(td_array *a, int ndim, const int64_t *shape) {
@@ -135,7 +142,7 @@ td_array *td_broadcast_to(td_array *a, int ndim, const int64_t *shape) {
             goto bad;
         }
     }
-    return view_of(a, ndim, shape, strides, a->offset);
+    return view_of(a, ndim, shape, strides, a->offset, TD__VIEW_BROADCAST, NULL, 0);
 bad:
     td__fail(TD_ESHAPE, "td_broadcast_to: cannot broadcast shape %s to %s",
              td__shape_str(a->ndim, a->shape, s1, sizeof s1), td__shape_str(ndim, shape, s2, sizeof s2));

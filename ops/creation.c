@@ -76,20 +76,39 @@ static td_array *copy_as(td_array *a, int dtype, const char *who) {
     return o;
 }
 
+/* astype's gradient is the output gradient (backward casts it back to the
+ * input's dtype). */
+static td_status grad_astype(td__gctx *g) {
+    g->gin[0] = g->gout[0];
+    return TD_OK;
+}
+const td__opdesc td__rec_astype = {.name = "astype", .api = "td_astype", .n_in = 1, .grad = grad_astype};
+
 td_array *td_astype(td_array *a, int dtype) {
     if (!a) return NULL;
     if (td__check_dtype("td_astype", dtype) != TD_OK) return NULL;
-    return td__array_give(copy_as(a, dtype, "td_astype"));
+    int rec = td__rec_begin(&a, 1);
+    return td__rec_end(rec, &td__rec_astype, &a, 1, NULL, 0, td__array_give(copy_as(a, dtype, "td_astype")));
 }
 
+/* A copy is recorded as a reshape to the same shape (gradient: itself). */
 td_array *td_contiguous(td_array *a) {
     if (!a) return NULL;
     if (td_is_contiguous(a)) return td__array_give(td_retain(a));
-    return td__array_give(copy_as(a, a->dtype, "td_contiguous"));
+    int rec = td__rec_begin(&a, 1);
+    return td__rec_end(rec, &td__rec_reshape, &a, 1, NULL, 0, td__array_give(copy_as(a, a->dtype, "td_contiguous")));
 }
 
+static td_array *reshape_impl(td_array *a, int ndim, const int64_t *shape);
+
+/* View or copy, td_reshape records one reshape node. */
 td_array *td_reshape(td_array *a, int ndim, const int64_t *shape) {
     if (!a) return NULL;
+    int rec = td__rec_begin(&a, 1);
+    return td__rec_end(rec, &td__rec_reshape, &a, 1, NULL, 0, reshape_impl(a, ndim, shape));
+}
+
+static td_array *reshape_impl(td_array *a, int ndim, const int64_t *shape) {
     int64_t full[TD_MAX_DIMS], strides[TD_MAX_DIMS];
     if (td__reshape_shape("td_reshape", a, ndim, shape, full) != TD_OK) return NULL;
     if (td__reshape_strides(a, ndim, full, strides))

@@ -356,12 +356,52 @@ td_status td__ew_kernel(const td__call *c, const td_exec *ex) {
                       at->code == TD__EW_COPY ? 1 : 2, at->scalar_pos, at->sbuf);
 }
 
+/* The element stride of x (in bytes) when it holds its n elements densely
+ * in C order (or is a single element: stride 0), else -1. */
+static int64_t dense_stride(const td_array *x, int64_t n) {
+    int64_t es = (int64_t)td_dtype_size(x->dtype), want = 1;
+    if (n == 1) return 0;
+    for (int i = x->ndim - 1; i >= 0; i--) {
+        if (x->shape[i] == 1) continue;
+        if (x->strides[i] != want) return -1;
+        want *= x->shape[i];
+    }
+    return want == n ? es : -1;
+}
+
+/* Small ops over dense operands of the loop's own dtypes: one call of the
+ * loop, no plan.  Returns 0 when the op does not qualify. */
+static int run_small(const td__call *c, td__loop_fn fn, int cdt, int ldt, int nops, int scalar_pos,
+                     const void *scalar, int64_t n) {
+    const td_array *out = c->out;
+    if (n > GRAIN || out->dtype != ldt) return 0;
+    int64_t so = dense_stride(out, n), st[2] = {0, 0};
+    const char *ptr[2] = {scalar, scalar};
+    if (so < 0) return 0;
+    for (int k = 0, ai = 0; k < nops; k++) {
+        if (scalar_pos == k + 1) continue;
+        const td_array *x = c->in[ai++];
+        if (x->dtype != cdt) return 0;
+        st[k] = td_numel(x) == 1 ? 0 : dense_stride(x, n); /* one element broadcasts with stride 0 */
+        if (st[k] < 0) return 0;
+        ptr[k] = td__array_ptr(x);
+    }
+    tls_loop_error = 0;
+    fn(n, td__array_ptr(out), so, ptr[0], st[0], ptr[1], st[1]);
+    return 1;
+}
+
 td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int cdt, int ldt, int nops,
                      int scalar_pos, const void *scalar) {
     const td_array *out = c->out;
     plan p; /* every field read below is set below */
     int64_t n = td_numel(out);
     if (n == 0) return TD_OK;
+    if (run_small(c, fn, cdt, ldt, nops, scalar_pos, scalar, n)) {
+        if (!tls_loop_error) return TD_OK;
+        td_exec_set_error(ex, "%s", c->desc->code_error ? c->desc->code_error : "invalid input value");
+        return TD_EFAILED;
+    }
     p.cdt = cdt;
     p.ldt = ldt;
     p.fn = fn;
@@ -434,6 +474,196 @@ td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int c
     return TD_OK;
 }
 
+/* ---- fusion: out = outer(x, inner(y, z)) in one pass ----
+ * A consumer whose input is the output of a still-deferred elementwise op
+ * (see "Fusion" in ops/invoke.c) computes that input block by block into a
+ * buffer that stays in the cache and reads it from there, so the
+ * intermediate array never goes through memory.  Only float ops without
+ * conversions fuse: every array and both ops in one float dtype, no
+ * comparison, the intermediate of the output's shape. */
+typedef struct {
+    int ocode, icode, cdt;
+    int tmp_side;            /* 1: the intermediate is outer's left operand; 2: its right */
+    int o_scalar;            /* outer's other operand is the scalar osbuf */
+    int i_pos;               /* inner's scalar position (0: none; 1 left; 2 right) */
+    int n_o;                 /* arrays of outer's other operand in c->in (0 or 1, first) */
+    _Alignas(8) unsigned char osbuf[8], isbuf[8];
+} fused_attrs;
+
+static int fusable_at(const td__ew_attrs *at) {
+    return (at->cdt == TD_F32 || at->cdt == TD_F64) && !is_compare(at->code) && at->code != TD__EW_COPY &&
+           loops[at->code][at->cdt] != NULL;
+}
+
+int td__ew_fuse_plan(const td__call *c, int xi, const td__ew_attrs *iat, td_array *const *iin, int in_n,
+                     void *attrs_out, td_array **in_out, int *n_out) {
+    const td__ew_attrs *oat = (const td__ew_attrs *)c->attrs;
+    const td_array *tmp = c->in[xi], *out = c->out;
+    _Static_assert(sizeof(fused_attrs) <= TD__ATTR_BYTES, "fused attrs fit a call");
+    if (c->desc->kernel[0] != td__ew_kernel || !fusable_at(oat) || !fusable_at(iat) || iat->cdt != oat->cdt) return 0;
+    int cdt = oat->cdt;
+    if (out->dtype != cdt || tmp->dtype != cdt || tmp->ndim != out->ndim) return 0;
+    for (int i = 0; i < out->ndim; i++)
+        if (tmp->shape[i] != out->shape[i]) return 0;
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i]->dtype != cdt) return 0;
+    for (int i = 0; i < in_n; i++)
+        if (iin[i]->dtype != cdt) return 0;
+    fused_attrs fa = {.ocode = oat->code, .icode = iat->code, .cdt = cdt, .i_pos = iat->scalar_pos};
+    memcpy(fa.isbuf, iat->sbuf, sizeof fa.isbuf);
+    int n = 0;
+    if (oat->scalar_pos) {
+        fa.tmp_side = oat->scalar_pos == 1 ? 2 : 1;
+        fa.o_scalar = 1;
+        memcpy(fa.osbuf, oat->sbuf, sizeof fa.osbuf);
+    } else {
+        fa.tmp_side = xi + 1;
+        in_out[n++] = c->in[1 - xi];
+        fa.n_o = 1;
+    }
+    for (int i = 0; i < in_n; i++) in_out[n++] = iin[i];
+    *n_out = n;
+    memcpy(attrs_out, &fa, sizeof fa);
+    return 1;
+}
+
+typedef struct {
+    int nd, stream;
+    int64_t shape[TD_MAX_DIMS];
+    char *ptr[4];                /* out, outer's other, inner's left, inner's right */
+    int64_t str[4][TD_MAX_DIMS]; /* byte strides (0: a scalar or broadcast) */
+    int64_t es;
+    loop_fn fo, fi;
+    int tmp_side;
+} fplan;
+
+static void fused_segment(const fplan *p, int64_t n, char **ptr) {
+    int nd = p->nd;
+    int64_t s[4];
+    for (int k = 0; k < 4; k++) s[k] = p->str[k][nd - 1];
+    _Alignas(64) char tmp[BLOCK * 8], res[BLOCK * 8];
+    char *po = ptr[0], *px = ptr[1], *pa = ptr[2], *pb = ptr[3];
+    int stream = p->stream && s[0] == p->es;
+    for (int64_t done = 0; done < n;) {
+        int64_t m = n - done < BLOCK ? n - done : BLOCK;
+        p->fi(m, tmp, p->es, pa, s[2], pb, s[3]);
+        char *dst = stream ? res : po;
+        int64_t sd = stream ? p->es : s[0];
+        if (p->tmp_side == 1) p->fo(m, dst, sd, tmp, p->es, px, s[1]);
+        else p->fo(m, dst, sd, px, s[1], tmp, p->es);
+        if (stream) stream_copy(po, res, (size_t)(m * p->es));
+        done += m;
+        po += m * s[0];
+        px += m * s[1];
+        pa += m * s[2];
+        pb += m * s[3];
+    }
+}
+
+static void fused_chunk(void *arg, int64_t b, int64_t e) {
+    const fplan *p = arg;
+    int nd = p->nd;
+    int64_t idx[TD_MAX_DIMS], rem = b;
+    for (int d = nd - 1; d >= 0; d--) {
+        idx[d] = rem % p->shape[d];
+        rem /= p->shape[d];
+    }
+    while (b < e) {
+        int64_t take = p->shape[nd - 1] - idx[nd - 1];
+        if (take > e - b) take = e - b;
+        char *ptr[4];
+        for (int k = 0; k < 4; k++) {
+            int64_t off = 0;
+            for (int d = 0; d < nd; d++) off += idx[d] * p->str[k][d];
+            ptr[k] = p->ptr[k] + off;
+        }
+        fused_segment(p, take, ptr);
+        b += take;
+        idx[nd - 1] += take;
+        for (int d = nd - 1; d > 0 && idx[d] >= p->shape[d]; d--) {
+            idx[d] = 0;
+            idx[d - 1]++;
+        }
+    }
+#if defined(__SSE2__)
+    if (p->stream) _mm_sfence();
+#endif
+}
+
+static td_status fused_kernel(const td__call *c, const td_exec *ex) {
+    const fused_attrs *fa = (const fused_attrs *)c->attrs;
+    const td_array *out = c->out;
+    int64_t n = td_numel(out);
+    if (n == 0) return TD_OK;
+    fplan p;
+    p.fo = loops[fa->ocode][fa->cdt];
+    p.fi = loops[fa->icode][fa->cdt];
+    p.tmp_side = fa->tmp_side;
+    p.es = (int64_t)td_dtype_size(fa->cdt);
+    int nd = out->ndim;
+    int64_t str[4][TD_MAX_DIMS];
+    char *ptr[4];
+    ptr[0] = td__array_ptr(out);
+    for (int i = 0; i < nd; i++) str[0][i] = out->strides[i] * p.es;
+    int ai = 0;
+    /* outer's other operand */
+    if (fa->o_scalar) {
+        ptr[1] = (char *)fa->osbuf;
+        for (int i = 0; i < nd; i++) str[1][i] = 0;
+    } else {
+        ptr[1] = td__array_ptr(c->in[ai]);
+        operand_strides(c->in[ai], nd, out->shape, str[1]);
+        ai++;
+    }
+    /* inner's operands, left and right */
+    for (int k = 2; k < 4; k++) {
+        if (fa->i_pos == k - 1) {
+            ptr[k] = (char *)fa->isbuf;
+            for (int i = 0; i < nd; i++) str[k][i] = 0;
+        } else {
+            ptr[k] = td__array_ptr(c->in[ai]);
+            operand_strides(c->in[ai], nd, out->shape, str[k]);
+            ai++;
+        }
+    }
+    /* Merge dims contiguous for every operand; drop size-1 dims. */
+    int m = 0;
+    for (int i = 0; i < nd; i++) {
+        if (out->shape[i] == 1) continue;
+        int merge = m > 0;
+        for (int k = 0; merge && k < 4; k++) merge = p.str[k][m - 1] == str[k][i] * out->shape[i];
+        if (merge) {
+            p.shape[m - 1] *= out->shape[i];
+            for (int k = 0; k < 4; k++) p.str[k][m - 1] = str[k][i];
+        } else {
+            p.shape[m] = out->shape[i];
+            for (int k = 0; k < 4; k++) p.str[k][m] = str[k][i];
+            m++;
+        }
+    }
+    if (m == 0) {
+        p.shape[0] = 1;
+        for (int k = 0; k < 4; k++) p.str[k][0] = 0;
+        m = 1;
+    }
+    p.nd = m;
+    for (int k = 0; k < 4; k++) p.ptr[k] = ptr[k];
+    size_t llc = out->st->dev->l3_bytes ? out->st->dev->l3_bytes : ((size_t)32 << 20);
+    p.stream = (size_t)n * (size_t)p.es > llc / 2;
+    return td_parallel_for(ex, n, GRAIN, fused_chunk, &p);
+}
+
+static td_status infer_fused(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
+    /* Only pushed with the consumer's output already made (td__invoke). */
+    *dtype = c->out->dtype;
+    *ndim = c->out->ndim;
+    memcpy(shape, c->out->shape, sizeof(int64_t) * (size_t)*ndim);
+    return TD_OK;
+}
+
+const td__opdesc td__op_fused = {.name = "fused", .api = "td_fused", .n_in = 3, .infer = infer_fused,
+                                 .kernel = {fused_kernel, NULL}};
+
 /* ---- descriptors ---- */
 static td_status infer_binary(const td__call *c, int *dtype, int *ndim, int64_t *shape) {
     const td__ew_attrs *at = (const td__ew_attrs *)c->attrs;
@@ -457,23 +687,115 @@ static td_status infer_copy(const td__call *c, int *dtype, int *ndim, int64_t *s
     return TD_OK;
 }
 
-#define EW_DESC(NAME)                                                                                         \
+/* ---- gradients (autograd; arrays of the scope backward opens) ----
+ * Each returns the gradient in the output's shape: backward sums it back to
+ * a broadcast input's shape.  The scalar forms have one input and the scalar
+ * at scalar_pos (1: left, 2: right).  maximum and minimum send the gradient
+ * of a tie to the left operand a. */
+#define GA (g->gin[0])
+#define GB (g->gin[1])
+#define EW_AT ((const td__ew_attrs *)g->attrs)
+
+static td_status ew_done(td__gctx *g) {
+    for (int i = 0; i < g->n_in; i++)
+        if (g->need[i] && !g->gin[i]) return td_last_status();
+    return TD_OK;
+}
+
+/* The scalar of a scalar form as a 0-d array of x's dtype. */
+static td_array *scalar_like(const td_array *x, double v) { return td_full(x->dtype, 0, NULL, v, x->dev); }
+
+static td_status grad_add(td__gctx *g) {
+    for (int i = 0; i < g->n_in; i++) g->gin[i] = g->gout[0];
+    return TD_OK;
+}
+
+static td_status grad_sub(td__gctx *g) {
+    td_array *go = g->gout[0];
+    if (EW_AT->scalar_pos == 1) GA = td_neg(go); /* s - a */
+    else GA = go;
+    if (g->n_in == 2 && g->need[1]) GB = td_neg(go);
+    return ew_done(g);
+}
+
+static td_status grad_mul(td__gctx *g) {
+    td_array *go = g->gout[0], *a = g->in[0];
+    if (EW_AT->scalar_pos) {
+        GA = td_mul_scalar(go, EW_AT->scalar);
+        return ew_done(g);
+    }
+    td_array *b = g->in[1];
+    if (g->need[0]) GA = td_mul(go, b);
+    if (g->need[1]) GB = td_mul(go, a);
+    return ew_done(g);
+}
+
+static td_status grad_div(td__gctx *g) {
+    td_array *go = g->gout[0], *a = g->in[0], *out = g->out[0];
+    switch (EW_AT->scalar_pos) {
+    case 2: GA = td_div_scalar(go, EW_AT->scalar); break;          /* a / s */
+    case 1: GA = td_neg(td_div(td_mul(go, out), a)); break;        /* s / a: -s / a^2 = -out / a */
+    default:
+        if (g->need[0]) GA = td_div(go, g->in[1]);
+        if (g->need[1]) GB = td_neg(td_div(td_mul(go, out), g->in[1]));
+    }
+    return ew_done(g);
+}
+
+/* d(a^b)/db = a^b log(a), taken as 0 where a is 0 (the limit from above
+ * for b > 0, as other frameworks do). */
+static td_array *pow_exp_grad(td_array *go, td_array *a, td_array *out, double log_s, int scalar_base) {
+    if (scalar_base) return td_mul_scalar(td_mul(go, out), log_s);
+    td_array *zero = scalar_like(a, 0.0);
+    return td_where(td_eq(a, zero), zero, td_mul(td_mul(go, out), td_log(a)));
+}
+
+static td_status grad_pow(td__gctx *g) {
+    td_array *go = g->gout[0], *a = g->in[0], *out = g->out[0];
+    double s = EW_AT->scalar;
+    switch (EW_AT->scalar_pos) {
+    case 2: GA = td_mul(go, td_mul_scalar(td_pow_scalar(a, s - 1.0), s)); break; /* a ** s */
+    case 1: GA = pow_exp_grad(go, a, out, log(s), 1); break;                     /* s ** a */
+    default: {
+        td_array *b = g->in[1];
+        if (g->need[0]) GA = td_mul(go, td_mul(b, td_pow(a, td_sub_scalar(b, 1.0))));
+        if (g->need[1]) GB = pow_exp_grad(go, a, out, 0.0, 0);
+    }
+    }
+    return ew_done(g);
+}
+
+/* maximum (mx) or minimum: the gradient goes to the operand that won, to a
+ * on a tie. */
+static td_status grad_extreme(td__gctx *g, int mx) {
+    td_array *go = g->gout[0], *a = g->in[0];
+    td_array *b = EW_AT->scalar_pos ? scalar_like(a, EW_AT->scalar) : g->in[1];
+    if (g->need[0]) GA = td_mul(go, mx ? td_ge(a, b) : td_le(a, b));
+    if (g->n_in == 2 && g->need[1]) GB = td_mul(go, mx ? td_lt(a, b) : td_gt(a, b));
+    return ew_done(g);
+}
+static td_status grad_maximum(td__gctx *g) { return grad_extreme(g, 1); }
+static td_status grad_minimum(td__gctx *g) { return grad_extreme(g, 0); }
+
+#define EW_DESC(NAME, GRAD, SAVES)                                                                            \
     static const td__opdesc desc_##NAME = {.name = #NAME, .api = "td_" #NAME, .n_in = 2, .infer = infer_binary, \
-                                           .kernel = {td__ew_kernel, NULL},                                   \
+                                           .kernel = {td__ew_kernel, NULL}, .grad = GRAD, .saves = SAVES,     \
+                                           .fusable = 1,                                                      \
                                            .code_error = "integers to negative integer powers are not allowed"};
-EW_DESC(add)
-EW_DESC(sub)
-EW_DESC(mul)
-EW_DESC(div)
-EW_DESC(pow)
-EW_DESC(maximum)
-EW_DESC(minimum)
-EW_DESC(eq)
-EW_DESC(ne)
-EW_DESC(lt)
-EW_DESC(le)
-EW_DESC(gt)
-EW_DESC(ge)
+EW_DESC(add, grad_add, 0)
+EW_DESC(sub, grad_sub, 0)
+EW_DESC(mul, grad_mul, TD__SAVE_IN)
+EW_DESC(div, grad_div, TD__SAVE_IN | TD__SAVE_OUT)
+EW_DESC(pow, grad_pow, TD__SAVE_IN | TD__SAVE_OUT)
+EW_DESC(maximum, grad_maximum, TD__SAVE_IN)
+EW_DESC(minimum, grad_minimum, TD__SAVE_IN)
+/* Comparisons give 0/1 arrays: not differentiable. */
+EW_DESC(eq, NULL, 0)
+EW_DESC(ne, NULL, 0)
+EW_DESC(lt, NULL, 0)
+EW_DESC(le, NULL, 0)
+EW_DESC(gt, NULL, 0)
+EW_DESC(ge, NULL, 0)
 const td__opdesc td__op_copy = {.name = "copy", .api = "td_assign", .n_in = 1, .infer = infer_copy, .kernel = {td__ew_kernel, NULL}};
 
 /* ---- public wrappers ---- */

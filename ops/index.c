@@ -292,11 +292,43 @@ static td_status take_infer(const td__call *c, int *dtype, int *ndim, int64_t *s
     return TD_OK;
 }
 
-static const td__opdesc desc_take = {.name = "take", .api = "td_take", .n_in = 2, .infer = take_infer,
-                                     .kernel = {take_kernel, NULL}};
+/* take's gradient scatters the output gradient back (td_scatter_add adds
+ * repeated indices up). */
+static td_status grad_take(td__gctx *g) {
+    int axis = ((const axis_attrs *)g->attrs)->axis;
+    const td__meta *m = &g->in_meta[0];
+    td_array *go = g->gout[0], *ind = g->in[1];
+    td_status st;
+    if (axis == TD_ALL_AXES) {
+        int64_t n = td__shape_numel(m->ndim, m->shape);
+        td_array *z = td_zeros(go->dtype, 1, &n, go->dev);
+        if (!z) return td_last_status();
+        if ((st = td_scatter_add(z, ind, go, 0)) != TD_OK) return st;
+        g->gin[0] = td_reshape(z, m->ndim, m->shape);
+    } else {
+        td_array *z = td_zeros(go->dtype, m->ndim, m->shape, go->dev);
+        if (!z) return td_last_status();
+        if ((st = td_scatter_add(z, ind, go, axis)) != TD_OK) return st;
+        g->gin[0] = z;
+    }
+    return g->gin[0] ? TD_OK : td_last_status();
+}
 
+static const td__opdesc desc_take = {.name = "take", .api = "td_take", .n_in = 2, .infer = take_infer,
+                                     .kernel = {take_kernel, NULL}, .grad = grad_take, .saves = TD__SAVE_IN};
+
+static td_array *take_impl(td_array *a, td_array *indices, int axis);
+
+/* take and pick record with their own operands and the axis as given. */
 td_array *td_take(td_array *a, td_array *indices, int axis) {
     if (!a || !indices) return NULL;
+    td_array *in[2] = {a, indices};
+    axis_attrs at = {axis};
+    int rec = td__rec_begin(in, 2);
+    return td__rec_end(rec, &desc_take, in, 2, &at, sizeof at, take_impl(a, indices, axis));
+}
+
+static td_array *take_impl(td_array *a, td_array *indices, int axis) {
     if (check_indices_dtype("td_take", indices) != TD_OK || check_cpu("td_take", a, indices) != TD_OK) return NULL;
     char s1[128], s2[128];
     td_array *src;
@@ -402,8 +434,21 @@ static td_status pick_infer(const td__call *c, int *dtype, int *ndim, int64_t *s
     return TD_OK;
 }
 
+/* pick's gradient: the output gradient at the picked positions, zeros
+ * elsewhere: one_hot(indices) moved to the axis, times the gradient. */
+static td_status grad_pick(td__gctx *g) {
+    int ax = ((const axis_attrs *)g->attrs)->axis;
+    const td__meta *m = &g->in_meta[0];
+    td_array *go = g->gout[0];
+    td_array *oh = td_one_hot(g->in[1], m->shape[ax], go->dtype);
+    int perm[TD_MAX_DIMS];
+    for (int d = 0; d < m->ndim; d++) perm[d] = d < ax ? d : d == ax ? m->ndim - 1 : d - 1;
+    g->gin[0] = td_mul(td_expand_dims(go, ax), td_transpose(oh, perm));
+    return g->gin[0] ? TD_OK : td_last_status();
+}
+
 static const td__opdesc desc_pick = {.name = "pick", .api = "td_pick", .n_in = 2, .infer = pick_infer,
-                                     .kernel = {pick_kernel, NULL}};
+                                     .kernel = {pick_kernel, NULL}, .grad = grad_pick, .saves = TD__SAVE_IN};
 
 /* Whether ind has a's shape without axis ax (want gets that shape). */
 static int shape_without(const td_array *a, int ax, const td_array *ind, int64_t *want) {
@@ -415,8 +460,19 @@ static int shape_without(const td_array *a, int ax, const td_array *ind, int64_t
     return 1;
 }
 
+static td_array *pick_impl(td_array *a, td_array *indices, int axis);
+
 td_array *td_pick(td_array *a, td_array *indices, int axis) {
     if (!a || !indices) return NULL;
+    td_array *in[2] = {a, indices};
+    int rec = td__rec_begin(in, 2);
+    /* The axis is normalised for the gradient (an out-of-range axis fails
+     * in pick_impl before anything is recorded). */
+    axis_attrs at = {axis < 0 ? axis + a->ndim : axis};
+    return td__rec_end(rec, &desc_pick, in, 2, &at, sizeof at, pick_impl(a, indices, axis));
+}
+
+static td_array *pick_impl(td_array *a, td_array *indices, int axis) {
     if (check_indices_dtype("td_pick", indices) != TD_OK || check_cpu("td_pick", a, indices) != TD_OK) return NULL;
     int ax = norm_axis("td_pick", axis, a->ndim);
     if (ax < 0) return NULL;

@@ -468,14 +468,59 @@ static td_status matmul_infer(const td__call *c, int *dtype, int *ndim, int64_t 
     return TD_OK;
 }
 
+/* ---- gradients (autograd) ----
+ * C = A @ B: dA = dC @ B^T, dB = A^T @ dC, with 1-D operands made matrices
+ * as the forward does; gradients over broadcast batch dimensions come back
+ * with the batch shape and backward sums them to the operand's shape. */
+static td_array *swap_last(td_array *x) {
+    int perm[TD_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) perm[i] = i;
+    perm[x->ndim - 1] = x->ndim - 2;
+    perm[x->ndim - 2] = x->ndim - 1;
+    return td_transpose(x, perm);
+}
+
+static td_status grad_matmul(td__gctx *g) {
+    td_array *a = g->in[0], *b = g->in[1], *go = g->gout[0];
+    int a1 = a->ndim == 1, b1 = b->ndim == 1;
+    td_array *A = a1 ? td_expand_dims(a, 0) : a, *B = b1 ? td_expand_dims(b, 1) : b, *G = go;
+    if (a1 && b1) G = td_reshape(go, 2, (int64_t[]){1, 1});
+    else if (a1) G = td_expand_dims(go, -2);
+    else if (b1) G = td_expand_dims(go, -1);
+    if (!A || !B || !G) return td_last_status();
+    if (g->need[0]) {
+        td_array *ga = td_matmul(G, swap_last(B));
+        if (ga && a1) ga = td_squeeze(ga, -2);
+        if (!(g->gin[0] = ga)) return td_last_status();
+    }
+    if (g->need[1]) {
+        td_array *gb = td_matmul(swap_last(A), G);
+        if (gb && b1) gb = td_squeeze(gb, -1);
+        if (!(g->gin[1] = gb)) return td_last_status();
+    }
+    return TD_OK;
+}
+
+/* out = flat(a) (n) outer flat(b) (m): da = dout @ flat(b), db = flat(a) @ dout. */
+static td_status grad_outer(td__gctx *g) {
+    td_array *a = g->in[0], *b = g->in[1], *go = g->gout[0];
+    int64_t na = td_numel(a), nb = td_numel(b);
+    const td__meta *ma = &g->in_meta[0], *mb = &g->in_meta[1];
+    if (g->need[0] && !(g->gin[0] = td_reshape(td_matmul(go, td_reshape(b, 1, &nb)), ma->ndim, ma->shape)))
+        return td_last_status();
+    if (g->need[1] && !(g->gin[1] = td_reshape(td_matmul(td_reshape(a, 1, &na), go), mb->ndim, mb->shape)))
+        return td_last_status();
+    return TD_OK;
+}
+
 static const td__opdesc desc_matmul = {.name = "matmul", .api = "td_matmul", .n_in = 2, .infer = matmul_infer,
-                                       .kernel = {matmul_kernel, NULL}};
+                                       .kernel = {matmul_kernel, NULL}, .grad = grad_matmul, .saves = TD__SAVE_IN};
 static const td__opdesc desc_matmul_out = {.name = "matmul", .api = "td_matmul_out", .n_in = 2,
                                            .infer = matmul_infer, .kernel = {matmul_kernel, NULL}};
 static const td__opdesc desc_dot = {.name = "dot", .api = "td_dot", .n_in = 2, .infer = matmul_infer,
-                                    .kernel = {matmul_kernel, NULL}};
+                                    .kernel = {matmul_kernel, NULL}, .grad = grad_matmul, .saves = TD__SAVE_IN};
 static const td__opdesc desc_outer = {.name = "outer", .api = "td_outer", .n_in = 2, .infer = matmul_infer,
-                                      .kernel = {matmul_kernel, NULL}};
+                                      .kernel = {matmul_kernel, NULL}, .grad = grad_outer, .saves = TD__SAVE_IN};
 
 /* ---- public wrappers ---- */
 
@@ -528,14 +573,20 @@ static td_array *matmul_new(const td__opdesc *desc, td_array *a, td_array *b) {
     return r;
 }
 
+/* matmul, dot and outer record with their own operands (the copies made
+ * for BLAS are not part of the graph). */
 td_array *td_matmul(td_array *a, td_array *b) {
     if (!a || !b) return NULL;
-    return matmul_new(&desc_matmul, a, b);
+    td_array *in[2] = {a, b};
+    int rec = td__rec_begin(in, 2);
+    return td__rec_end(rec, &desc_matmul, in, 2, NULL, 0, matmul_new(&desc_matmul, a, b));
 }
 
 td_array *td_dot(td_array *a, td_array *b) {
     if (!a || !b) return NULL;
-    return matmul_new(&desc_dot, a, b);
+    td_array *in[2] = {a, b};
+    int rec = td__rec_begin(in, 2);
+    return td__rec_end(rec, &desc_dot, in, 2, NULL, 0, matmul_new(&desc_dot, a, b));
 }
 
 td_status td_matmul_out(td_array *a, td_array *b, td_array *out) {
@@ -598,8 +649,7 @@ static td_array *flat_matrix(td_array *x, int as_column, const char *who) {
     return v;
 }
 
-td_array *td_outer(td_array *a, td_array *b) {
-    if (!a || !b) return NULL;
+static td_array *outer_impl(td_array *a, td_array *b) {
     if (!is_float(a->dtype) || !is_float(b->dtype)) {
         const td_array *bad = is_float(a->dtype) ? b : a;
         td__fail(TD_EDTYPE, "td_outer: %s is %s; outer takes float32 and float64 only (convert with td_astype)",
@@ -617,4 +667,11 @@ td_array *td_outer(td_array *a, td_array *b) {
     td__array_unref(x);
     td__array_unref(y);
     return r;
+}
+
+td_array *td_outer(td_array *a, td_array *b) {
+    if (!a || !b) return NULL;
+    td_array *in[2] = {a, b};
+    int rec = td__rec_begin(in, 2);
+    return td__rec_end(rec, &desc_outer, in, 2, NULL, 0, outer_impl(a, b));
 }

@@ -977,20 +977,77 @@ static td_status red_infer(const td__call *c, int *dtype, int *ndim, int64_t *sh
     return TD_OK;
 }
 
-#define RED_DESC(NAME, API)                                                                                   \
+/* ---- gradients (autograd) ----
+ * The output gradient is broadcast back over the reduced axes
+ * (td__expand_reduced).  max and min share a slice's gradient equally among
+ * the elements equal to its extreme (ties split evenly); prod is exact with
+ * zeros (the one zero of a slice gets the product of the others). */
+#define RAT ((const red_attrs *)g->attrs)
+static td_array *rexpand(td__gctx *g, td_array *x) {
+    return td__expand_reduced(x, &g->in_meta[0], RAT->axis, RAT->keepdims);
+}
+static td_status rgrad(td__gctx *g, td_array *r) {
+    g->gin[0] = r;
+    return r ? TD_OK : td_last_status();
+}
+static int64_t reduced_count(const td__meta *m, int axis) {
+    if (axis == TD_ALL_AXES) return td__shape_numel(m->ndim, m->shape);
+    return m->shape[axis < 0 ? axis + m->ndim : axis];
+}
+static td_array *full0(const td_array *like, int dtype, double v) { return td_full(dtype, 0, NULL, v, like->dev); }
+
+static td_status grad_sum(td__gctx *g) { return rgrad(g, rexpand(g, g->gout[0])); }
+static td_status grad_mean(td__gctx *g) {
+    return rgrad(g, td_div_scalar(rexpand(g, g->gout[0]), (double)reduced_count(&g->in_meta[0], RAT->axis)));
+}
+static td_status grad_extreme(td__gctx *g) {
+    td_array *a = g->in[0];
+    td_array *mask = td_eq(a, rexpand(g, g->out[0]));
+    td_array *cnt = td_sum(mask, RAT->axis, TD_KEEPDIMS);
+    return rgrad(g, td_mul(rexpand(g, g->gout[0]), td_div(mask, cnt)));
+}
+static td_status grad_prod(td__gctx *g) {
+    td_array *a = g->in[0], *zero = full0(a, a->dtype, 0.0);
+    td_array *isz = td_eq(a, zero);
+    td_array *nz = td_sum(isz, RAT->axis, TD_KEEPDIMS);
+    td_array *others = td_prod(td_where(isz, full0(a, a->dtype, 1.0), a), RAT->axis, TD_KEEPDIMS);
+    td_array *at_zero = td_mul(others, td_eq(nz, full0(a, TD_I64, 1.0)));
+    td_array *d = td_where(isz, at_zero, td_div(rexpand(g, g->out[0]), a));
+    return rgrad(g, td_mul(rexpand(g, g->gout[0]), d));
+}
+static td_status grad_lse(td__gctx *g) {
+    td_array *p = td_exp(td_sub(g->in[0], rexpand(g, g->out[0])));
+    return rgrad(g, td_mul(rexpand(g, g->gout[0]), p));
+}
+static td_status grad_var(td__gctx *g) {
+    td_array *a = g->in[0];
+    double L = (double)reduced_count(&g->in_meta[0], RAT->axis);
+    td_array *c = td_sub(a, td_mean(a, RAT->axis, TD_KEEPDIMS));
+    return rgrad(g, td_mul(rexpand(g, g->gout[0]), td_mul_scalar(c, 2.0 / L)));
+}
+static td_status grad_softmax(td__gctx *g) {
+    td_array *y = g->out[0], *gy = td_mul(g->gout[0], y);
+    return rgrad(g, td_sub(gy, td_mul(y, td_sum(gy, RAT->axis, TD_KEEPDIMS))));
+}
+static td_status grad_log_softmax(td__gctx *g) {
+    td_array *go = g->gout[0];
+    return rgrad(g, td_sub(go, td_mul(td_exp(g->out[0]), td_sum(go, RAT->axis, TD_KEEPDIMS))));
+}
+
+#define RED_DESC(NAME, API, GRAD, SAVES)                                                                      \
     static const td__opdesc desc_##NAME = {.name = #NAME, .api = API, .n_in = 1, .infer = red_infer,          \
-                                           .kernel = {red_kernel, NULL}};
-RED_DESC(sum, "td_sum")
-RED_DESC(mean, "td_mean")
-RED_DESC(max, "td_max")
-RED_DESC(min, "td_min")
-RED_DESC(prod, "td_prod")
-RED_DESC(argmax, "td_argmax")
-RED_DESC(argmin, "td_argmin")
-RED_DESC(logsumexp, "td_logsumexp")
-RED_DESC(variance, "td_variance")
-RED_DESC(softmax, "td_softmax")
-RED_DESC(log_softmax, "td_log_softmax")
+                                           .kernel = {red_kernel, NULL}, .grad = GRAD, .saves = SAVES};
+RED_DESC(sum, "td_sum", grad_sum, 0)
+RED_DESC(mean, "td_mean", grad_mean, 0)
+RED_DESC(max, "td_max", grad_extreme, TD__SAVE_IN | TD__SAVE_OUT)
+RED_DESC(min, "td_min", grad_extreme, TD__SAVE_IN | TD__SAVE_OUT)
+RED_DESC(prod, "td_prod", grad_prod, TD__SAVE_IN | TD__SAVE_OUT)
+RED_DESC(argmax, "td_argmax", NULL, 0)
+RED_DESC(argmin, "td_argmin", NULL, 0)
+RED_DESC(logsumexp, "td_logsumexp", grad_lse, TD__SAVE_IN | TD__SAVE_OUT)
+RED_DESC(variance, "td_variance", grad_var, TD__SAVE_IN)
+RED_DESC(softmax, "td_softmax", grad_softmax, TD__SAVE_OUT)
+RED_DESC(log_softmax, "td_log_softmax", grad_log_softmax, TD__SAVE_OUT)
 
 /* ---- public wrappers ---- */
 #define REDUCE(NAME, RK)                                                                                      \

@@ -98,7 +98,7 @@ static job *job_new(const char *name, const char *api, td_array *const *in, int 
 
 /* Gives the job the new output's only reference (from td__array_new). */
 static void job_set_out(job *j, td_array *out) {
-    atomic_store_explicit(&out->op_refs, 1, memory_order_relaxed);
+    td__array_give_to_op(out);
     j->out = out;
 }
 
@@ -364,6 +364,120 @@ static td_array *job_push(job *j, const char *api) {
     return td__array_give(result);
 }
 
+/* ---- gradients (autograd) ----
+ * Views: a slice's gradient is zeros with the output gradient assigned into
+ * the same slice; transpose's is the inverse transpose; reshape-like views
+ * (td_reshape, td_expand_dims, td_squeeze) reshape back; broadcast_to's is
+ * summed back by backward itself; flip's is the same flip.  concat, stack
+ * and split are slices; pad's is the interior slice; tile's sums the
+ * repeats. */
+static td_status sgrad(td__gctx *g, int i, td_array *r) {
+    g->gin[i] = r;
+    return r ? TD_OK : td_last_status();
+}
+
+static td_status grad_view_slice(td__gctx *g) {
+    const td__view_attrs *at = (const td__view_attrs *)g->attrs;
+    const td__meta *m = &g->in_meta[0];
+    td_array *go = g->gout[0], *z = td_zeros(go->dtype, m->ndim, m->shape, go->dev);
+    td_array *zv = td_slice(z, (int)at->s[0], at->s[1], at->s[2], at->s[3]);
+    if (!zv) return td_last_status();
+    td_status st = td_assign(zv, go);
+    return st != TD_OK ? st : sgrad(g, 0, z);
+}
+
+static td_status grad_view_transpose(td__gctx *g) {
+    const td__view_attrs *at = (const td__view_attrs *)g->attrs;
+    int inv[TD_MAX_DIMS];
+    for (int i = 0; i < at->n; i++) inv[at->perm[i]] = i;
+    return sgrad(g, 0, td_transpose(g->gout[0], inv));
+}
+
+static td_status grad_reshape(td__gctx *g) {
+    const td__meta *m = &g->in_meta[0];
+    return sgrad(g, 0, td_reshape(g->gout[0], m->ndim, m->shape));
+}
+
+static td_status grad_view_broadcast(td__gctx *g) { return sgrad(g, 0, g->gout[0]); }
+
+static td_status grad_view_flip(td__gctx *g) {
+    const td__view_attrs *at = (const td__view_attrs *)g->attrs;
+    return sgrad(g, 0, td_flip(g->gout[0], (int)at->s[0]));
+}
+
+static const td__opdesc view_descs[] = {
+    [TD__VIEW_SLICE] = {.name = "slice", .api = "td_slice", .n_in = 1, .grad = grad_view_slice},
+    [TD__VIEW_TRANSPOSE] = {.name = "transpose", .api = "td_transpose", .n_in = 1, .grad = grad_view_transpose},
+    [TD__VIEW_RESHAPE] = {.name = "reshape", .api = "td_reshape", .n_in = 1, .grad = grad_reshape},
+    [TD__VIEW_BROADCAST] = {.name = "broadcast_to", .api = "td_broadcast_to", .n_in = 1,
+                            .grad = grad_view_broadcast},
+    [TD__VIEW_FLIP] = {.name = "flip", .api = "td_flip", .n_in = 1, .grad = grad_view_flip},
+};
+
+const td__opdesc *td__view_desc(int kind) { return &view_descs[kind]; }
+
+const td__opdesc td__rec_reshape = {.name = "reshape", .api = "td_reshape", .n_in = 1, .grad = grad_reshape};
+
+/* The attributes concat, stack, tile and pad record. */
+typedef struct {
+    int64_t v[TD_MAX_DIMS]; /* concat/stack: v[0] the axis (normalised); tile: repeats; pad: before */
+} shape_attrs;
+
+static td_status grad_concat(td__gctx *g) {
+    int ax = (int)((const shape_attrs *)g->attrs)->v[0];
+    int64_t off = 0;
+    for (int i = 0; i < g->n_in; i++) {
+        int64_t len = g->in_meta[i].shape[ax];
+        if (g->need[i] && sgrad(g, i, td_slice(g->gout[0], ax, off, off + len, 1)) != TD_OK) return td_last_status();
+        off += len;
+    }
+    return TD_OK;
+}
+
+static td_status grad_stack(td__gctx *g) {
+    int ax = (int)((const shape_attrs *)g->attrs)->v[0];
+    for (int i = 0; i < g->n_in; i++) {
+        const td__meta *m = &g->in_meta[i];
+        if (g->need[i] && sgrad(g, i, td_reshape(td_slice(g->gout[0], ax, i, i + 1, 1), m->ndim, m->shape)) != TD_OK)
+            return td_last_status();
+    }
+    return TD_OK;
+}
+
+/* out axis d is (r[d] repeats) x (s[d] elements): viewed as (P, r, s, Q),
+ * the repeats are summed, one axis at a time (4 dimensions whatever ndim). */
+static td_status grad_tile(td__gctx *g) {
+    const int64_t *r = ((const shape_attrs *)g->attrs)->v;
+    const td__meta *mo = &g->out_meta[0], *mi = &g->in_meta[0];
+    int nd = mo->ndim;
+    int64_t cur[TD_MAX_DIMS];
+    memcpy(cur, mo->shape, sizeof cur);
+    td_array *x = g->gout[0];
+    for (int d = 0; d < nd && x; d++) {
+        if (r[d] == 1) continue;
+        int64_t P = 1, Q = 1, sd = r[d] ? cur[d] / r[d] : 0;
+        for (int k = 0; k < d; k++) P *= cur[k];
+        for (int k = d + 1; k < nd; k++) Q *= cur[k];
+        x = td_sum(td_reshape(x, 4, (int64_t[]){P, r[d], sd, Q}), 1, TD_DROPDIMS);
+        cur[d] = sd;
+        if (x) x = td_reshape(x, nd, cur);
+    }
+    return sgrad(g, 0, x ? td_reshape(x, mi->ndim, mi->shape) : NULL);
+}
+
+static td_status grad_pad(td__gctx *g) {
+    const int64_t *before = ((const shape_attrs *)g->attrs)->v;
+    const td__meta *m = &g->in_meta[0];
+    td_array *x = g->gout[0];
+    for (int d = 0; d < m->ndim && x; d++) x = td_slice(x, d, before[d], before[d] + m->shape[d], 1);
+    return sgrad(g, 0, x);
+}
+
+static const td__opdesc rec_concat = {.name = "concat", .api = "td_concat", .grad = grad_concat};
+static const td__opdesc rec_stack = {.name = "stack", .api = "td_stack", .grad = grad_stack};
+static const td__opdesc rec_tile = {.name = "tile", .api = "td_tile", .grad = grad_tile};
+static const td__opdesc rec_pad = {.name = "pad", .api = "td_pad", .grad = grad_pad};
+
 /* ---- checks shared by the ops ---- */
 
 static int norm_axis(const char *api, int axis, int ndim) {
@@ -499,13 +613,22 @@ static td_array *concat_impl(const char *api, const char *name, td_array *const 
     return job_push(j, api);
 }
 
-td_array *td_concat(td_array *const *arrays, int n, int axis) {
-    return concat_impl("td_concat", "concat", arrays, n, axis, 0);
+/* concat and stack record with the axis normalised (their job pushes
+ * itself, so recording happens here rather than in td__invoke). */
+static td_array *concat_rec(td_array *const *arrays, int n, int axis, int stack) {
+    td_array *r = concat_impl(stack ? "td_stack" : "td_concat", stack ? "stack" : "concat", arrays, n, axis, stack);
+    if (!r || !td__tape.active || !td__any_requires_grad(arrays, n)) return r;
+    shape_attrs at = {{axis < 0 ? axis + r->ndim : axis}};
+    if (td__record(stack ? &rec_stack : &rec_concat, arrays, n, &at, sizeof at, r) != TD_OK) {
+        td_release(r);
+        return NULL;
+    }
+    return r;
 }
 
-td_array *td_stack(td_array *const *arrays, int n, int axis) {
-    return concat_impl("td_stack", "stack", arrays, n, axis, 1);
-}
+td_array *td_concat(td_array *const *arrays, int n, int axis) { return concat_rec(arrays, n, axis, 0); }
+
+td_array *td_stack(td_array *const *arrays, int n, int axis) { return concat_rec(arrays, n, axis, 1); }
 
 /* ---- split and flip (views) ---- */
 
@@ -528,7 +651,12 @@ td_status td_split(td_array *a, int sections, int axis, td_array **out) {
     shape[ax] = len;
     for (int i = 0; i < sections; i++) {
         int64_t offset = a->offset + (len > 0 ? (int64_t)i * len * a->strides[ax] : 0);
-        out[i] = td__array_give(td__array_wrap(a->st, a->dtype, a->ndim, shape, a->strides, offset));
+        td_array *v = td__array_wrap(a->st, a->dtype, a->ndim, shape, a->strides, offset);
+        if (v && td__array_in_graph(a)) {
+            const int64_t args[4] = {ax, (int64_t)i * len, (int64_t)(i + 1) * len, 1};
+            v = td__array_view_hook(a, v, TD__VIEW_SLICE, args, 4);
+        }
+        out[i] = td__array_give(v);
         if (!out[i]) {
             td_status st = td_last_status();
             for (int k = 0; k < i; k++) {
@@ -555,13 +683,32 @@ td_array *td_flip(td_array *a, int axis) {
         if (a->shape[d] > 0) offset += (a->shape[d] - 1) * a->strides[d];
         strides[d] = -a->strides[d];
     }
-    return td__array_give(td__array_wrap(a->st, a->dtype, a->ndim, a->shape, strides, offset));
+    td_array *v = td__array_wrap(a->st, a->dtype, a->ndim, a->shape, strides, offset);
+    if (v && td__array_in_graph(a)) {
+        const int64_t args[1] = {axis};
+        v = td__array_view_hook(a, v, TD__VIEW_FLIP, args, 1);
+    }
+    return td__array_give(v);
 }
 
 /* ---- tile ---- */
 
+static td_array *tile_impl(td_array *a, int n, const int64_t *reps, shape_attrs *rec);
+
+/* tile records its repeats over max(n, ndim) axes. */
 td_array *td_tile(td_array *a, int n, const int64_t *reps) {
     if (!a) return NULL;
+    shape_attrs at;
+    td_array *r = tile_impl(a, n, reps, &at);
+    if (!r || !td__tape.active || !td__requires_grad(a)) return r;
+    if (td__record(&rec_tile, &a, 1, &at, sizeof at, r) != TD_OK) {
+        td_release(r);
+        return NULL;
+    }
+    return r;
+}
+
+static td_array *tile_impl(td_array *a, int n, const int64_t *reps, shape_attrs *rec) {
     if (n < 0 || n > TD_MAX_DIMS) {
         td__fail(TD_EINVAL, "td_tile: n must be 0 to %d, not %d", TD_MAX_DIMS, n);
         return NULL;
@@ -585,6 +732,7 @@ td_array *td_tile(td_array *a, int n, const int64_t *reps) {
         ashape[d] = da >= 0 ? a->shape[da] : 1;
         astr[d] = da >= 0 ? a->strides[da] : 0;
         r[d] = dr >= 0 ? reps[dr] : 1;
+        rec->v[d] = r[d];
         if (!mul_ok(ashape[d], r[d], &shape[d])) {
             td__fail(TD_EINVAL, "td_tile: tiling shape %s is too large to address",
                      td__shape_str(a->ndim, a->shape, s1, sizeof s1));
@@ -619,8 +767,22 @@ td_array *td_tile(td_array *a, int n, const int64_t *reps) {
 
 /* ---- pad ---- */
 
+static td_array *pad_impl(td_array *a, const int64_t *before, const int64_t *after, double value);
+
 td_array *td_pad(td_array *a, const int64_t *before, const int64_t *after, double value) {
     if (!a) return NULL;
+    td_array *r = pad_impl(a, before, after, value);
+    if (!r || !td__tape.active || !td__requires_grad(a)) return r;
+    shape_attrs at = {{0}};
+    for (int d = 0; d < a->ndim; d++) at.v[d] = before[d];
+    if (td__record(&rec_pad, &a, 1, &at, sizeof at, r) != TD_OK) {
+        td_release(r);
+        return NULL;
+    }
+    return r;
+}
+
+static td_array *pad_impl(td_array *a, const int64_t *before, const int64_t *after, double value) {
     int nd = a->ndim;
     if (nd > 0 && (!before || !after)) {
         td__fail(TD_EINVAL, "td_pad: %s is NULL (it needs one entry per dimension of a)", before ? "after" : "before");

@@ -213,26 +213,82 @@ static td_status unary_kernel(const td__call *c, const td_exec *ex) {
     return td__ew_run(c, ex, fn, at->cdt, at->ldt, 1, 0, NULL);
 }
 
-#define UNARY_DESC(NAME)                                                                                              \
-    static const td__opdesc desc_##NAME = {                                                                           \
-        .name = #NAME, .api = "td_" #NAME, .n_in = 1, .infer = unary_infer, .kernel = {unary_kernel, NULL}};
-UNARY_DESC(neg)
-UNARY_DESC(abs)
-UNARY_DESC(sign)
-UNARY_DESC(square)
-UNARY_DESC(relu)
-UNARY_DESC(clip)
-UNARY_DESC(isfinite)
-UNARY_DESC(exp)
-UNARY_DESC(log)
-UNARY_DESC(log1p)
-UNARY_DESC(sqrt)
-UNARY_DESC(rsqrt)
-UNARY_DESC(sin)
-UNARY_DESC(cos)
-UNARY_DESC(tanh)
-UNARY_DESC(sigmoid)
-UNARY_DESC(gelu)
+/* ---- gradients (autograd) ----
+ * In terms of other ops, on the saved input x and/or output y.  Kinks take
+ * one side: abs'(0) = 0 (sign), relu'(0) = 0, clip passes the gradient at
+ * its bounds; sign's derivative is 0 everywhere (it is recorded as
+ * differentiable with a zero gradient). */
+#define UX (g->in[0])
+#define UY (g->out[0])
+#define UG (g->gout[0])
+static td_status ugrad(td__gctx *g, td_array *r) {
+    g->gin[0] = r;
+    return r ? TD_OK : td_last_status();
+}
+static td_array *full_like(const td_array *x, double v) { return td_full(x->dtype, 0, NULL, v, x->dev); }
+
+static td_status grad_neg(td__gctx *g) { return ugrad(g, td_neg(UG)); }
+static td_status grad_abs(td__gctx *g) { return ugrad(g, td_mul(UG, td_sign(UX))); }
+static td_status grad_sign(td__gctx *g) { return ugrad(g, td_mul_scalar(UG, 0.0)); }
+static td_status grad_square(td__gctx *g) { return ugrad(g, td_mul(UG, td_mul_scalar(UX, 2.0))); }
+static td_status grad_relu(td__gctx *g) { return ugrad(g, td_mul(UG, td_gt(UX, full_like(UX, 0.0)))); }
+static td_status grad_exp(td__gctx *g) { return ugrad(g, td_mul(UG, UY)); }
+static td_status grad_log(td__gctx *g) { return ugrad(g, td_div(UG, UX)); }
+static td_status grad_log1p(td__gctx *g) { return ugrad(g, td_div(UG, td_add_scalar(UX, 1.0))); }
+static td_status grad_sqrt(td__gctx *g) { return ugrad(g, td_div(td_mul_scalar(UG, 0.5), UY)); }
+/* y = x^-1/2: dy/dx = -y / (2x). */
+static td_status grad_rsqrt(td__gctx *g) { return ugrad(g, td_mul(UG, td_div(td_mul_scalar(UY, -0.5), UX))); }
+static td_status grad_sin(td__gctx *g) { return ugrad(g, td_mul(UG, td_cos(UX))); }
+static td_status grad_cos(td__gctx *g) { return ugrad(g, td_neg(td_mul(UG, td_sin(UX)))); }
+static td_status grad_tanh(td__gctx *g) { return ugrad(g, td_mul(UG, td_scalar_sub(1.0, td_square(UY)))); }
+static td_status grad_sigmoid(td__gctx *g) { return ugrad(g, td_mul(UG, td_mul(UY, td_scalar_sub(1.0, UY)))); }
+/* gelu(x) = x s, s = sigmoid(2u), u = c (x + k x^3):
+ * gelu'(x) = s + x s (1 - s) 2c (1 + 3k x^2). */
+static td_status grad_gelu(td__gctx *g) {
+    td_array *x = UX, *x2 = td_square(x);
+    td_array *u = td_mul_scalar(td_add(x, td_mul_scalar(td_mul(x2, x), GELU_C)), SQRT_2_OVER_PI);
+    td_array *sg = td_sigmoid(td_mul_scalar(u, 2.0));
+    td_array *du = td_mul_scalar(td_add_scalar(td_mul_scalar(x2, 3.0 * GELU_C), 1.0), 2.0 * SQRT_2_OVER_PI);
+    td_array *d = td_add(sg, td_mul(td_mul(x, td_mul(sg, td_scalar_sub(1.0, sg))), du));
+    return ugrad(g, td_mul(UG, d));
+}
+static td_status grad_clip(td__gctx *g) {
+    const unary_attrs *at = (const unary_attrs *)g->attrs;
+    double lo, hi;
+    if (at->cdt == TD_F32) {
+        float b[2];
+        memcpy(b, at->bounds, sizeof b);
+        lo = b[0], hi = b[1];
+    } else {
+        double b[2];
+        memcpy(b, at->bounds, sizeof b);
+        lo = b[0], hi = b[1];
+    }
+    td_array *x = UX;
+    td_array *inside = td_mul(td_ge(x, full_like(x, lo)), td_le(x, full_like(x, hi)));
+    return ugrad(g, td_mul(UG, inside));
+}
+
+#define UNARY_DESC(NAME, GRAD, SAVES)                                                                                 \
+    static const td__opdesc desc_##NAME = {.name = #NAME, .api = "td_" #NAME, .n_in = 1, .infer = unary_infer,      \
+                                           .kernel = {unary_kernel, NULL}, .grad = GRAD, .saves = SAVES};
+UNARY_DESC(neg, grad_neg, 0)
+UNARY_DESC(abs, grad_abs, TD__SAVE_IN)
+UNARY_DESC(sign, grad_sign, 0)
+UNARY_DESC(square, grad_square, TD__SAVE_IN)
+UNARY_DESC(relu, grad_relu, TD__SAVE_IN)
+UNARY_DESC(clip, grad_clip, TD__SAVE_IN)
+UNARY_DESC(isfinite, NULL, 0)
+UNARY_DESC(exp, grad_exp, TD__SAVE_OUT)
+UNARY_DESC(log, grad_log, TD__SAVE_IN)
+UNARY_DESC(log1p, grad_log1p, TD__SAVE_IN)
+UNARY_DESC(sqrt, grad_sqrt, TD__SAVE_OUT)
+UNARY_DESC(rsqrt, grad_rsqrt, TD__SAVE_IN | TD__SAVE_OUT)
+UNARY_DESC(sin, grad_sin, TD__SAVE_IN)
+UNARY_DESC(cos, grad_cos, TD__SAVE_IN)
+UNARY_DESC(tanh, grad_tanh, TD__SAVE_OUT)
+UNARY_DESC(sigmoid, grad_sigmoid, TD__SAVE_OUT)
+UNARY_DESC(gelu, grad_gelu, TD__SAVE_IN)
 
 /* ---- public wrappers ---- */
 static int is_float(int dt) { return dt == TD_F32 || dt == TD_F64; }
@@ -494,8 +550,18 @@ static td_status where_infer(const td__call *c, int *dtype, int *ndim, int64_t *
     return TD_OK;
 }
 
-static const td__opdesc desc_where = {
-    .name = "where", .api = "td_where", .n_in = 3, .infer = where_infer, .kernel = {where_kernel, NULL}};
+/* where: the gradient goes to a where cond holds and to b elsewhere; cond
+ * gets none. */
+static td_status grad_where(td__gctx *g) {
+    td_array *cond = g->in[0], *go = g->gout[0];
+    td_array *zero = td_zeros(go->dtype, 0, NULL, go->dev);
+    if (g->need[1] && !(g->gin[1] = td_where(cond, go, zero))) return td_last_status();
+    if (g->need[2] && !(g->gin[2] = td_where(cond, zero, go))) return td_last_status();
+    return TD_OK;
+}
+
+static const td__opdesc desc_where = {.name = "where", .api = "td_where", .n_in = 3, .infer = where_infer,
+                                      .kernel = {where_kernel, NULL}, .grad = grad_where, .saves = TD__SAVE_IN};
 
 td_array *td_where(td_array *cond, td_array *a, td_array *b) {
     if (!cond || !a || !b) return NULL;

@@ -193,6 +193,23 @@ td_array *td_random_bernoulli(int dtype, int ndim, const int64_t *shape, double 
 /* A random permutation of 0 .. n-1 (int64). */
 td_array *td_random_permutation(int64_t n, td_device dev);
 
+/* ---- fusion ----
+ * On the threaded engine, an elementwise op with a large output (256 KiB
+ * and up) called from a program's thread waits, queued, for the next op:
+ * when that op takes the result as an elementwise operand, the two run as
+ * one pass that never writes the intermediate to memory, so
+ * td_add(a, td_mul_scalar(b, 2)) moves the bytes of the plain C loop.  The
+ * intermediate is still there for whoever reads it later (it is then
+ * computed), and results are always those of running the ops one by one.
+ * TIDE_FUSE=0 turns it off; TIDE_FUSE_MIN_BYTES changes the size. */
+typedef struct {
+    int64_t deferred; /* ops that waited for a consumer to fuse with */
+    int64_t fused;    /* ops pushed fused with the op that made an input */
+    int64_t skipped;  /* waiting ops that, by the time they ran, nobody could
+                         read the output of (a released temporary): no work */
+} td_fusion_stats;
+td_fusion_stats td_fusion_stats_get(void); /* counts since the process started */
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,7 @@
 #include <tide/profiler.h>
 #include <tide/array.h>
 #include <tide/ops.h>
+#include <tide/autograd.h>
 #include <tide/io.h>
 
 #endif
