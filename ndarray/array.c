@@ -87,13 +87,16 @@ td_status td__check_shape(const char *who, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > TD_MAX_DIMS)
         return td__fail(TD_EINVAL, "%s: ndim must be 0 to %d, not %d", who, TD_MAX_DIMS, ndim);
     if (ndim > 0 && !shape) return td__fail(TD_EINVAL, "%s: shape is NULL", who);
+    /* The product of the nonzero sizes: an empty array's strides still
+     * multiply them (td__contiguous_strides), so (0, 2^40, 2^40) is as
+     * unaddressable as (2^40, 2^40), as in numpy. */
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return td__fail(TD_EINVAL, "%s: dimension %d has negative size %" PRId64, who, i, shape[i]);
         if (shape[i] > 0 && n > (INT64_MAX / 16) / shape[i])
             return td__fail(TD_EINVAL, "%s: the shape is too large to address", who);
-        n *= shape[i];
+        if (shape[i] > 0) n *= shape[i];
     }
     return TD_OK;
 }

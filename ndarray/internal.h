@@ -160,4 +160,73 @@ int td__reshape_strides(const td_array *a, int ndim, const int64_t *shape, int64
 /* shape with a -1 resolved against a's size; TD_ESHAPE when they differ. */
 td_status td__reshape_shape(const char *who, const td_array *a, int ndim, const int64_t *shape, int64_t *out);
 
+/* ---- files (fileio.c, atomic_file.c, npy.c, safetensors.c) ----
+ * Loaders read through a td__src: an open file or, for the fuzz harnesses
+ * and tests, bytes in memory, so both take exactly the same path. */
+typedef struct {
+    const char *who;          /* the public function, for messages */
+    const char *name;         /* the path, for messages */
+    int fd;                   /* -1: read from mem */
+    const unsigned char *mem;
+    uint64_t size;            /* bytes in the file */
+} td__src;
+
+/* Opens path for reading (TD_EIO with the system's reason, or for anything
+ * but a regular file). */
+td_status td__src_open(td__src *s, const char *who, const char *path);
+void td__src_mem(td__src *s, const char *who, const char *name, const void *data, size_t size);
+void td__src_close(td__src *s);
+/* TD_EFORMAT with "<who>: <name>: <message>". */
+td_status td__src_bad(const td__src *s, const char *fmt, ...) TD__PRINTF(2, 3);
+/* Exactly n bytes at off (the caller has checked off + n <= size; a file that
+ * shrank meanwhile is TD_EFORMAT, a read error TD_EIO). */
+td_status td__src_read(const td__src *s, uint64_t off, void *dst, size_t n);
+/* Reads the numel(shape) elements of dtype stored at off into the
+ * C-contiguous dst: byte-swapped when swap, and from Fortran order when
+ * fortran.  Goes through a small bounce buffer only when it has to. */
+td_status td__src_read_elems(const td__src *s, uint64_t off, void *dst, int dtype, int ndim, const int64_t *shape,
+                             int swap, int fortran);
+/* Whether this host stores numbers little-endian. */
+static inline int td__host_le(void) {
+    const union {
+        uint16_t u;
+        unsigned char c[2];
+    } probe = {.u = 1};
+    return probe.c[0] == 1;
+}
+/* Reverses the bytes of each of n elements of es bytes, in place. */
+void td__swap_bytes(void *p, size_t n, size_t es);
+
+/* An atomic file write: td__afile_open creates a temporary file beside path,
+ * td__afile_write appends, td__afile_commit fsyncs it, renames it over path
+ * and fsyncs the folder; td__afile_abort (after any failure, or instead of
+ * committing) closes and removes the temporary file.  Every failure is
+ * TD_EIO naming the file and the system's reason; after a failed write or
+ * commit the caller still calls td__afile_abort. */
+typedef struct {
+    int fd;
+    const char *who;
+    const char *path;
+    char *tmp; /* malloc'd; NULL once renamed or removed */
+} td__afile;
+td_status td__afile_open(td__afile *f, const char *who, const char *path);
+td_status td__afile_write(td__afile *f, const void *p, size_t n);
+td_status td__afile_commit(td__afile *f);
+void td__afile_abort(td__afile *f);
+/* Writes a's elements in C order, little-endian when le (else the host's
+ * order), after a read in program order (td_to_host); returns a's error if
+ * it has one. */
+td_status td__afile_write_array(td__afile *f, td_array *a, int le);
+/* Test hook: the process raises SIGKILL on itself at the step-th step of the
+ * next saves (open, each write of at most chunk bytes, fsync, rename, folder
+ * fsync, counted across saves); step <= 0 turns it off.  chunk 0 keeps the
+ * default (1 MiB). */
+void td__io_crash_at(long step, size_t chunk);
+
+/* Loaders from memory, for the fuzz harnesses and the corpus test: the same
+ * code as td_npy_load and td_ckpt_load, with name standing for the path. */
+td_array *td__npy_load_mem(const void *data, size_t size, const char *name, td_device dev);
+struct td_ckpt;
+td_status td__ckpt_load_mem(const void *data, size_t size, const char *name, td_device dev, struct td_ckpt **out);
+
 #endif

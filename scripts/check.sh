@@ -18,6 +18,10 @@
 #            test
 #   tsan     -Db_sanitize=thread -Dtsan_driver=true; the plain-main engine
 #            test driver (suite tsan) and the examples, halting on any report
+#   fuzz     scripts/fuzz.sh: the libFuzzer harnesses of the .npy and
+#            checkpoint loaders, built with clang (fuzzer, address,
+#            undefined), each run for TIDE_FUZZ_SECONDS (default 60) over the
+#            seed corpus and the regressions; any crash, leak or timeout fails
 #
 # Runs every job even when one fails, prints a summary with the counts of each,
 # and exits nonzero if anything failed.  Builds and tests use TIDE_CHECK_JOBS
@@ -29,7 +33,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${TIDE_CHECK_DIR:-$root/build-ci}
 jobs=${TIDE_CHECK_JOBS:-2}
 cc_cmd=${CC:-cc}
-all_jobs=(debug release asan tsan)
+all_jobs=(debug release asan tsan fuzz)
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -279,6 +283,21 @@ job_tsan() {
     run_tests "$b" --suite tsan --suite examples --timeout-multiplier 6
 }
 
+job_fuzz() {
+    local rc=0 h
+    export TIDE_FUZZ_BUILD="$out/fuzz"
+    bash "$root/scripts/fuzz.sh" build
+    for h in npy ckpt; do
+        if bash "$root/scripts/fuzz.sh" "$h"; then
+            record fuzz "$h" 1 0 0
+        else
+            record fuzz "$h" 0 1 0
+            rc=1
+        fi
+    done
+    return "$rc"
+}
+
 # ---- main ------------------------------------------------------------------
 
 selected=("$@")
@@ -338,7 +357,7 @@ for r in "${results[@]}"; do
     tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + s))
 done
 secs=$((SECONDS - t_all))
-echo "(passed/failed/skipped count Criterion test cases, other test programs and the install check;"
+echo "(passed/failed/skipped count Criterion test cases, other test programs, the install check and the fuzz runs;"
 echo " logs in $out/<job>.log; total time $((secs / 60))m$((secs % 60))s)"
 if [ "$any_failed" -ne 0 ] && [ "$tf" -eq 0 ]; then
     tf=1

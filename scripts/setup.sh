@@ -17,9 +17,13 @@ packages=(
     util-linux
     # the library's dependencies
     libuv1-dev libhwloc-dev libopenblas-dev zlib1g-dev
-    # tests and tools
-    libcriterion-dev libcjson-dev
-    # benchmarks: StarPU, numpy and torch as peers
+    # the library's JSON parser (checkpoint headers)
+    libcjson-dev
+    # tests and tools; clang and its runtimes for the fuzz job (libFuzzer is
+    # in libclang-rt-14-dev, which clang only recommends)
+    libcriterion-dev clang libclang-rt-14-dev
+    # benchmarks: StarPU, numpy and torch as peers; numpy also for the file
+    # tests (our .npy files in numpy, numpy's in tide)
     libstarpu-dev python3-numpy python3-torch libtorch-dev g++
 )
 

@@ -10,5 +10,6 @@
 #include <tide/array.h>
 #include <tide/ops.h>
 #include <tide/autograd.h>
+#include <tide/io.h>
 
 #endif

@@ -496,7 +496,7 @@ static inline nd_ref nd_ref_slice(const nd_ref *a, int axis, int64_t start, int6
 static inline nd_ref nd_ref_transpose(const nd_ref *a, const int *perm) {
     int p[TD_MAX_DIMS];
     for (int d = 0; d < a->ndim; d++) p[d] = perm ? perm[d] : a->ndim - 1 - d;
-    int64_t shape[TD_MAX_DIMS];
+    int64_t shape[TD_MAX_DIMS] = {0}; /* all set below; gcc -O3 cannot tell through constprop */
     for (int d = 0; d < a->ndim; d++) shape[d] = a->shape[p[d]];
     nd_ref r = nd_ref_new(a->dtype, a->ndim, shape);
     int64_t astr[TD_MAX_DIMS], idx[TD_MAX_DIMS];
