@@ -75,6 +75,7 @@ struct td__executor {
     uint64_t spin_ns, yield_ns; /* an idle worker spins, then yields, then sleeps */
     int spin_beside;            /* see idle_wait */
     int widen;                  /* queued ops that make a busy worker wake another */
+    uint64_t batch_ns;          /* see batch_delay */
 };
 
 static _Thread_local td__executor *tls_exec; /* the executor this worker serves */
@@ -408,16 +409,39 @@ static void sleep_until_work(td__executor *ex) {
     uv_mutex_unlock(&ex->sleep_mu);
 }
 
+/* A worker that was idle and took one op from a user thread, with nothing
+ * else queued and no user thread waiting, lets a few more come first: a
+ * program pushing a stream of small ops then finds its lines in its own
+ * cache while the worker sleeps on, and the worker runs what it finds in a
+ * burst (the ops that depend on this one, released to it one by one).
+ * Chasing each push moved a dozen cache lines between the cores per op. */
+static void batch_delay(td__executor *ex) {
+    if (atomic_load_explicit(&ex->nfifo, memory_order_relaxed) > 0) return;
+    uint64_t t0 = td__now_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0 ||
+            atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= 8)
+            return;
+        if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return;
+        td__cpu_relax();
+    }
+}
+
 static void worker_main(void *p) {
     worker *w = p;
     td__executor *ex = w->ex;
     td__tls_worker = 1;
     tls_exec = ex;
     if (ex->dev->vt->bind_worker) ex->dev->vt->bind_worker(ex->dev, w->index);
+    int woke = 0; /* the last pass found nothing to do and waited */
     for (;;) {
         td__opr *op = tls_next;
         if (op) tls_next = NULL;
-        else op = try_pop(ex);
+        else {
+            op = try_pop(ex);
+            if (op && woke && ex->batch_ns) batch_delay(ex);
+        }
+        woke = 0;
         if (op) {
             /* A backlog this worker alone will not clear soon: widen the pool. */
             if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= ex->widen && atomic_load(&ex->sleepers) > 0 &&
@@ -444,12 +468,14 @@ static void worker_main(void *p) {
             int got = idle_wait(ex, 1);
             atomic_store(&ex->spinning, 0);
             if (got) {
+                woke = 1;
                 /* More than this worker can take at once: widen the pool. */
                 if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) > 1 && atomic_load(&ex->sleepers) > 0)
                     wake(ex, 0);
                 continue;
             }
         } else if (ex->spin_ns && idle_wait(ex, 0)) {
+            woke = 1;
             continue;
         }
         /* Deferred ops are activated by the spinner after td__park_idle_ns
@@ -481,6 +507,8 @@ td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
     long long yield_us = td__env_int("TIDE_YIELD_US", 500, NULL);
     ex->yield_ns = ex->spin_ns + (uint64_t)(yield_us < 0 ? 0 : yield_us) * 1000u;
     ex->widen = (int)td__env_int("TIDE_WIDEN", 2, NULL);
+    long long batch_us = td__env_int("TIDE_BATCH_US", 10, NULL);
+    ex->batch_ns = (uint64_t)(batch_us < 0 ? 0 : batch_us) * 1000u;
     ex->spin_beside = td__env_int("TIDE_SPIN_BESIDE", 1, NULL) != 0;
     if (uv_mutex_init(&ex->sleep_mu) || uv_cond_init(&ex->sleep_cv)) TD__PANIC("cannot create executor locks");
     for (int i = 0; i < nworkers; i++) {
