@@ -106,7 +106,11 @@ static void trim(pool *p) {
 /* The var's recycle callback: the storage is idle and unreferenced. */
 static void storage_recycle(void *arg) {
     td__storage *st = arg;
-    int counted = atomic_exchange(&st->gstate, 2) == 1;
+    /* Nothing else can touch an idle, unreferenced storage's state: only a
+     * counted one (large storages, array.c) needs the exchange. */
+    int counted = 0;
+    if (atomic_load_explicit(&st->gstate, memory_order_relaxed) != 0) counted = atomic_exchange(&st->gstate, 2) == 1;
+    else atomic_store_explicit(&st->gstate, 2, memory_order_relaxed);
     live_add(-1, -(long long)st->bytes);
     size_t cap;
     int c = class_of(st->cap, &cap);
