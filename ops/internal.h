@@ -37,6 +37,10 @@ typedef struct {
     int n_in;
     td_array *in[TD__MAX_IN];
     td_array *out;
+    /* borrowed: the caller's references, not the call's (the naive engine
+     * runs the op before td__invoke returns); done: the op has ended. */
+    int borrowed;
+    atomic_int done;
     _Alignas(8) unsigned char attrs[TD__ATTR_BYTES];
 } td__call;
 
