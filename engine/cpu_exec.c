@@ -62,7 +62,7 @@ struct td__executor {
     atomic_int nheap;
     atomic_int njobs;
     atomic_int sleepers;
-    atomic_int spinning;
+    atomic_int spinning; /* the spinning worker's index + 1; 0: none */
     atomic_int stop;
     td__opr *q_head, *q_last;
     _Alignas(TD__CACHELINE) td__spin qlock; /* the heap and the job list */
@@ -371,7 +371,7 @@ static int user_waits(const td__executor *ex, uint64_t now) {
  * yields instead of spinning on the pause instruction: a thread that has
  * work (a worker with a chunk, the user thread whose op has ended) gets a
  * core within a yield, not at the end of a 50 us spin. */
-static int idle_wait(td__executor *ex, int primary) {
+static int idle_wait(td__executor *ex, int primary, int me) {
     uint64_t t0 = td__now_ns();
     int yielding = 0;
     for (unsigned i = 1;; i++) {
@@ -391,6 +391,9 @@ static int idle_wait(td__executor *ex, int primary) {
                 }
             }
             int uw = ex->spin_beside && user_waits(ex, t);
+            /* A worker that went idle after us took over the spinning: it
+             * has the program's recent lines in its cache. */
+            if (primary && atomic_load_explicit(&ex->spinning, memory_order_relaxed) != me) primary = 0;
             if (!primary && !uw) return 0;
             if (t - t0 > ex->yield_ns) return 0;
             yielding = uw || t - t0 > ex->spin_ns;
@@ -463,10 +466,13 @@ static void worker_main(void *p) {
             td__account_flush();
             break;
         }
-        int expect = 0;
-        if (ex->spin_ns && atomic_compare_exchange_strong(&ex->spinning, &expect, 1)) {
-            int got = idle_wait(ex, 1);
-            atomic_store(&ex->spinning, 0);
+        /* The spinner is the worker that went idle last (see idle_wait). */
+        int me = w->index + 1;
+        if (ex->spin_ns) {
+            atomic_store(&ex->spinning, me);
+            int got = idle_wait(ex, 1, me);
+            int expect = me;
+            atomic_compare_exchange_strong(&ex->spinning, &expect, 0);
             if (got) {
                 woke = 1;
                 /* More than this worker can take at once: widen the pool. */
@@ -474,9 +480,6 @@ static void worker_main(void *p) {
                     wake(ex, 0);
                 continue;
             }
-        } else if (ex->spin_ns && idle_wait(ex, 0)) {
-            woke = 1;
-            continue;
         }
         /* Deferred ops are activated by the spinner after td__park_idle_ns
          * (idle_wait); with no spinning at all, before sleeping. */
