@@ -403,11 +403,22 @@ static int idle_wait(td__executor *ex, int primary, int me) {
     }
 }
 
+/* Whether a worker about to sleep must stay up: the pool stops, a loop
+ * wants helpers, or ops are queued and no other worker spins.  (A spinning
+ * worker takes queued ops itself; when it stops spinning it looks at the
+ * queue again before it sleeps, so nothing is left behind.  Without this a
+ * worker that had just handed the spinning over would take the next op, and
+ * the two would trade every burst of a stream of pushes, and its lines.) */
+static int must_wake(td__executor *ex) {
+    return atomic_load(&ex->stop) || atomic_load(&ex->njobs) > 0 ||
+           (queue_nonempty(ex) && atomic_load(&ex->spinning) == 0);
+}
+
 static void sleep_until_work(td__executor *ex) {
     td__account_flush(); /* nothing may be held back while asleep */
     uv_mutex_lock(&ex->sleep_mu);
     atomic_fetch_add(&ex->sleepers, 1);
-    while (!has_work(ex)) uv_cond_wait(&ex->sleep_cv, &ex->sleep_mu);
+    while (!must_wake(ex)) uv_cond_wait(&ex->sleep_cv, &ex->sleep_mu);
     atomic_fetch_sub(&ex->sleepers, 1);
     uv_mutex_unlock(&ex->sleep_mu);
 }
