@@ -9,6 +9,7 @@
  * td_pool_trim gives the cached storages back; an allocation the system
  * refuses trims and retries once before it is TD_ENOMEM.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -25,6 +26,69 @@ typedef struct {
 } pool;
 
 static pool pools[TD__MAX_CPU_DEVICES];
+
+/* ---- per-thread caches (device 0, storages up to 64 KiB) ----
+ * A program pushing a stream of small ops takes a storage per op and a
+ * worker gives one back per op: through one shared lock, that lock's line
+ * moved between the cores twice per op and the worker spun on it.  So each
+ * thread keeps the small storages it frees in a cache of its own, and moves
+ * them to and from the pool TC_MOVE at a time.  The pool's statistics count
+ * what the caches hold (each cache keeps its own cached and in-use bytes;
+ * the totals are sums), and td_pool_trim empties every cache.  A cache
+ * outlives its thread: when the thread ends its storages go back to the
+ * pool and the cache waits, empty, for the next new thread.
+ * Locks: a cache's own lock (taken by its thread, and by trim), then the
+ * pool's; the registry's mutex before a cache's lock. */
+enum { TC_CLASSES = 4 * 16 + 1, TC_HIGH = 32, TC_MOVE = 16 };
+
+typedef struct tcache {
+    td__spin mu;
+    int owned; /* a live thread uses it (under reg_mu) */
+    struct tcache *next;
+    td__storage *list[TC_CLASSES];
+    int count[TC_CLASSES];
+    _Atomic int64_t cached; /* bytes in the lists */
+    _Atomic int64_t in_use; /* bytes this thread took from the pool minus those it gave back */
+} tcache;
+
+static uv_once_t tc_once = UV_ONCE_INIT;
+static uv_mutex_t reg_mu;
+static pthread_key_t tc_key;
+static tcache *tc_head;
+static _Thread_local tcache *tls_tc;
+static atomic_llong peak0; /* pool 0's peak, kept outside its lock */
+
+static void tc_thread_end(void *arg);
+static void tc_init(void) {
+    if (uv_mutex_init(&reg_mu) != 0 || pthread_key_create(&tc_key, tc_thread_end) != 0)
+        TD__PANIC("cannot create the pool's thread-cache registry");
+}
+
+/* A cache's byte counts change only under its lock: a load and a store, no
+ * atomic read-modify-write (readers sum them without the lock). */
+static inline void tc_add(_Atomic int64_t *x, int64_t d) {
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + d, memory_order_relaxed);
+}
+
+static tcache *my_tcache(void) {
+    if (TD__LIKELY(tls_tc != NULL)) return tls_tc;
+    uv_once(&tc_once, tc_init);
+    uv_mutex_lock(&reg_mu);
+    tcache *tc = tc_head;
+    while (tc && tc->owned) tc = tc->next;
+    if (!tc) {
+        tc = calloc(1, sizeof *tc);
+        if (tc) {
+            tc->next = tc_head;
+            tc_head = tc;
+        }
+    }
+    if (tc) tc->owned = 1;
+    uv_mutex_unlock(&reg_mu);
+    if (tc) pthread_setspecific(tc_key, tc);
+    tls_tc = tc;
+    return tc;
+}
 static atomic_long fail_after = -1;
 /* Live storages and their bytes, counted per thread (a storage made on one
  * thread is often freed on another: shared counters would move a line
@@ -103,6 +167,92 @@ static void trim(pool *p) {
     }
 }
 
+/* Moves up to n storages of class c from tc to the pool (tc locked). */
+static void tc_spill(tcache *tc, pool *p, int c, int n) {
+    td__storage *head = NULL;
+    int64_t bytes = 0;
+    while (n-- > 0 && tc->list[c]) {
+        td__storage *st = tc->list[c];
+        tc->list[c] = st->pool_next;
+        tc->count[c]--;
+        bytes += (int64_t)st->cap;
+        st->pool_next = head;
+        head = st;
+    }
+    if (!head) return;
+    tc_add(&tc->cached, -(bytes));
+    td__spin_lock(&p->mu);
+    while (head) {
+        td__storage *next = head->pool_next;
+        head->pool_next = p->free_list[c];
+        p->free_list[c] = head;
+        head = next;
+    }
+    p->stats.bytes_cached += bytes;
+    td__spin_unlock(&p->mu);
+}
+
+/* Moves up to TC_MOVE storages of class c from the pool to tc (tc locked). */
+static void tc_refill(tcache *tc, pool *p, int c) {
+    int64_t bytes = 0;
+    td__spin_lock(&p->mu);
+    for (int k = 0; k < TC_MOVE && p->free_list[c]; k++) {
+        td__storage *st = p->free_list[c];
+        p->free_list[c] = st->pool_next;
+        st->pool_next = tc->list[c];
+        tc->list[c] = st;
+        tc->count[c]++;
+        bytes += (int64_t)st->cap;
+    }
+    p->stats.bytes_cached -= bytes;
+    td__spin_unlock(&p->mu);
+    tc_add(&tc->cached, bytes);
+}
+
+static void tc_flush_locked(tcache *tc) {
+    for (int c = 0; c < TC_CLASSES; c++)
+        if (tc->list[c]) tc_spill(tc, &pools[0], c, tc->count[c]);
+}
+
+static void tc_thread_end(void *arg) {
+    tcache *tc = arg;
+    td__spin_lock(&tc->mu);
+    tc_flush_locked(tc);
+    td__spin_unlock(&tc->mu);
+    uv_mutex_lock(&reg_mu);
+    tc->owned = 0;
+    uv_mutex_unlock(&reg_mu);
+}
+
+/* Every cache's storages back to the pool (td_pool_trim). */
+static void tc_flush_all(void) {
+    uv_once(&tc_once, tc_init);
+    uv_mutex_lock(&reg_mu);
+    for (tcache *tc = tc_head; tc; tc = tc->next) {
+        td__spin_lock(&tc->mu);
+        tc_flush_locked(tc);
+        td__spin_unlock(&tc->mu);
+    }
+    uv_mutex_unlock(&reg_mu);
+}
+
+/* Bytes the caches hold and hand out, summed (pool 0's statistics). */
+static void tc_totals(int64_t *cached, int64_t *in_use) {
+    uv_once(&tc_once, tc_init);
+    int64_t c = 0, u = 0;
+    uv_mutex_lock(&reg_mu);
+    for (tcache *tc = tc_head; tc; tc = tc->next) {
+        c += atomic_load_explicit(&tc->cached, memory_order_relaxed);
+        u += atomic_load_explicit(&tc->in_use, memory_order_relaxed);
+    }
+    uv_mutex_unlock(&reg_mu);
+    *cached = c;
+    *in_use = u;
+}
+
+static int tc_class(td__device *dev, int c) { return dev->id.id == 0 && c < TC_CLASSES; }
+
+
 /* The var's recycle callback: the storage is idle and unreferenced. */
 static void storage_recycle(void *arg) {
     td__storage *st = arg;
@@ -115,6 +265,19 @@ static void storage_recycle(void *arg) {
     size_t cap;
     int c = class_of(st->cap, &cap);
     pool *p = pool_of(st->dev);
+    tcache *tc = tc_class(st->dev, c) ? my_tcache() : NULL;
+    if (tc) {
+        td__spin_lock(&tc->mu);
+        st->pool_next = tc->list[c];
+        tc->list[c] = st;
+        tc->count[c]++;
+        tc_add(&tc->cached, (int64_t)st->cap);
+        tc_add(&tc->in_use, -((int64_t)st->cap));
+        if (tc->count[c] > TC_HIGH) tc_spill(tc, p, c, TC_MOVE);
+        td__spin_unlock(&tc->mu);
+        if (counted) td__bp_sub(st->bytes);
+        return;
+    }
     td__spin_lock(&p->mu);
     st->pool_next = p->free_list[c];
     p->free_list[c] = st;
@@ -141,6 +304,22 @@ td__storage *td__pool_get(td__device *dev, size_t bytes) {
         return NULL;
     }
     pool *p = pool_of(dev);
+    tcache *tc = tc_class(dev, c) ? my_tcache() : NULL;
+    if (tc) {
+        td__spin_lock(&tc->mu);
+        if (!tc->list[c]) tc_refill(tc, p, c);
+        td__storage *st = tc->list[c];
+        if (st) {
+            tc->list[c] = st->pool_next;
+            tc->count[c]--;
+            tc_add(&tc->cached, -((int64_t)st->cap));
+            tc_add(&tc->in_use, (int64_t)st->cap);
+            td__spin_unlock(&tc->mu);
+            ready(st, bytes);
+            return st;
+        }
+        td__spin_unlock(&tc->mu);
+    }
     td__spin_lock(&p->mu);
     td__storage *st = p->free_list[c];
     if (st) {
@@ -154,6 +333,7 @@ td__storage *td__pool_get(td__device *dev, size_t bytes) {
     td__spin_unlock(&p->mu);
     void *b = system_alloc(dev, cap);
     if (!b) {
+        if (p == &pools[0]) tc_flush_all();
         trim(p); /* cached blocks of other classes may be what the system lacks */
         b = system_alloc(dev, cap);
         if (!b) {
@@ -179,8 +359,16 @@ td__storage *td__pool_get(td__device *dev, size_t bytes) {
     p->stats.system_allocs++;
     p->stats.bytes_in_use += (int64_t)cap;
     int64_t total = p->stats.bytes_in_use + p->stats.bytes_cached;
-    if (total > p->stats.peak_bytes) p->stats.peak_bytes = total;
+    if (p != &pools[0] && total > p->stats.peak_bytes) p->stats.peak_bytes = total;
     td__spin_unlock(&p->mu);
+    if (p == &pools[0]) { /* the caches' bytes count too; summed outside the pool's lock */
+        int64_t tcached, tin;
+        tc_totals(&tcached, &tin);
+        total += tcached + tin;
+        long long old = atomic_load(&peak0);
+        while (total > old && !atomic_compare_exchange_weak(&peak0, &old, total)) {
+        }
+    }
     ready(st, bytes);
     return st;
 }
@@ -203,12 +391,20 @@ td_status td_pool_stats_get(td_device d, td_pool_stats *out) {
     td__spin_lock(&p->mu);
     *out = p->stats;
     td__spin_unlock(&p->mu);
+    if (p == &pools[0]) {
+        int64_t tcached, tin;
+        tc_totals(&tcached, &tin);
+        out->bytes_cached += tcached;
+        out->bytes_in_use += tin;
+        out->peak_bytes = atomic_load(&peak0);
+    }
     return TD_OK;
 }
 
 td_status td_pool_trim(td_device d) {
     td__device *dev = td__device_lookup("td_pool_trim", d);
     if (!dev) return TD_EDEVICE;
+    if (dev->id.id == 0) tc_flush_all();
     trim(pool_of(dev));
     return TD_OK;
 }
