@@ -381,7 +381,10 @@ static int idle_wait(td__executor *ex, int primary, int me) {
             if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
             /* Deferred ops wait for a later op that may fuse them, but not
              * on an idle machine. */
-            if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0)) {
+            /* (Not while a pusher waits under back-pressure: it activates
+             * them itself when nothing else is pending, see runtime.c.) */
+            if (TD__UNLIKELY(atomic_load_explicit(&td__nparked, memory_order_relaxed) > 0) &&
+                atomic_load_explicit(&td__g.bp_waiters, memory_order_relaxed) == 0) {
                 /* Those waiting for idle_ns already: what was ready may now
                  * be in tls_next. */
                 uint64_t age = atomic_load_explicit(&td__park_idle_ns, memory_order_relaxed);

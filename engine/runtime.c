@@ -264,17 +264,40 @@ void td__account_done(td__opr *op) {
  * many threads push at once the total stays within the limit plus one op.
  * Every byte counted belongs to a pending op, so a total above the limit
  * means some op is pending and will bring it down. */
+/* Waits while the bytes in flight are above the limit.  Deferred ops
+ * (park.c) are activated only when nothing else is pending: a deferred op
+ * whose output the program still holds gives its bytes back when it ends
+ * (see ndarray/array.c), and if it ran now, before the program released that
+ * output to the op that fuses it, the output would be counted again then,
+ * past the limit.  Every other pending op brings the total down by itself;
+ * and a worker idle for td__park_idle_ns activates deferred ops anyway. */
+static void bp_wait(void) {
+    td__user_wait_begin();
+    uv_mutex_lock(&td__g.bp_mu);
+    atomic_fetch_add(&td__g.bp_waiters, 1);
+    while (atomic_load(&td__g.inflight) > td__g.max_inflight) {
+        uint64_t w = atomic_load(&td__g.epoch_word);
+        long long pending = (long long)(w & EPOCH_COUNT_MASK) + atomic_load(&td__g.retired[0]) +
+                            atomic_load(&td__g.retired[1]);
+        if (atomic_load(&td__nparked) > 0 && pending <= atomic_load(&td__nparked)) {
+            uv_mutex_unlock(&td__g.bp_mu);
+            td__park_activate_all();
+            uv_mutex_lock(&td__g.bp_mu);
+            continue;
+        }
+        uv_cond_timedwait(&td__g.bp_cv, &td__g.bp_mu, 1000000ull);
+    }
+    atomic_fetch_sub(&td__g.bp_waiters, 1);
+    uv_mutex_unlock(&td__g.bp_mu);
+    td__user_wait_end();
+}
+
 void td__bp_reserve(size_t bytes) {
     size_t cur = atomic_load(&td__g.inflight);
     for (;;) {
         while (cur > td__g.max_inflight) {
-            td__park_activate_all();
             td__exec_kick_all();
-            uv_mutex_lock(&td__g.bp_mu);
-            atomic_fetch_add(&td__g.bp_waiters, 1);
-            while (atomic_load(&td__g.inflight) > td__g.max_inflight) uv_cond_wait(&td__g.bp_cv, &td__g.bp_mu);
-            atomic_fetch_sub(&td__g.bp_waiters, 1);
-            uv_mutex_unlock(&td__g.bp_mu);
+            bp_wait();
             cur = atomic_load(&td__g.inflight);
         }
         if (atomic_compare_exchange_weak(&td__g.inflight, &cur, cur + bytes)) return;
@@ -297,13 +320,8 @@ void td__bp_sub(size_t bytes) {
 void td__bp_admit(void) {
     if (td__tls_op || td__g.naive) return;
     if (TD__LIKELY(atomic_load_explicit(&td__g.inflight, memory_order_relaxed) <= td__g.max_inflight)) return;
-    td__park_activate_all();
     td__exec_kick_all();
-    uv_mutex_lock(&td__g.bp_mu);
-    atomic_fetch_add(&td__g.bp_waiters, 1);
-    while (atomic_load(&td__g.inflight) > td__g.max_inflight) uv_cond_wait(&td__g.bp_cv, &td__g.bp_mu);
-    atomic_fetch_sub(&td__g.bp_waiters, 1);
-    uv_mutex_unlock(&td__g.bp_mu);
+    bp_wait();
 }
 
 static int slot_is_zero(const void *slot) { return atomic_load((atomic_llong *)slot) == 0; }

@@ -306,32 +306,41 @@ static void run_segment(plan *p, int64_t n, char *po, char *pa, char *pb) {
     }
 }
 
-static void run_chunk(void *arg, int64_t b, int64_t e) {
-    plan *p = arg;
-    int nd = p->nd;
+void td__nd_walk(int nd, const int64_t *shape, int nops, char *const *base, const int64_t (*str)[TD_MAX_DIMS],
+                 int64_t b, int64_t e, td__seg_fn seg, void *arg) {
     int64_t idx[TD_MAX_DIMS], rem = b;
     for (int d = nd - 1; d >= 0; d--) {
-        idx[d] = rem % p->shape[d];
-        rem /= p->shape[d];
+        idx[d] = rem % shape[d];
+        rem /= shape[d];
     }
-    tls_loop_error = 0;
     while (b < e) {
-        int64_t take = p->shape[nd - 1] - idx[nd - 1];
+        int64_t take = shape[nd - 1] - idx[nd - 1];
         if (take > e - b) take = e - b;
-        char *ptr[3];
-        for (int k = 0; k <= p->nops; k++) {
+        char *ptr[TD__WALK_MAX];
+        for (int k = 0; k < nops; k++) {
             int64_t off = 0;
-            for (int d = 0; d < nd; d++) off += idx[d] * p->str[k][d];
-            ptr[k] = p->ptr[k] + off;
+            for (int d = 0; d < nd; d++) off += idx[d] * str[k][d];
+            ptr[k] = base[k] + off;
         }
-        run_segment(p, take, ptr[0], ptr[1], p->nops > 1 ? ptr[2] : ptr[1]);
+        seg(arg, take, ptr);
         b += take;
         idx[nd - 1] += take;
-        for (int d = nd - 1; d > 0 && idx[d] >= p->shape[d]; d--) {
+        for (int d = nd - 1; d > 0 && idx[d] >= shape[d]; d--) {
             idx[d] = 0;
             idx[d - 1]++;
         }
     }
+}
+
+static void ew_segment(void *arg, int64_t n, char **ptr) {
+    plan *p = arg;
+    run_segment(p, n, ptr[0], ptr[1], p->nops > 1 ? ptr[2] : ptr[1]);
+}
+
+static void run_chunk(void *arg, int64_t b, int64_t e) {
+    plan *p = arg;
+    tls_loop_error = 0;
+    td__nd_walk(p->nd, p->shape, p->nops + 1, p->ptr, (const int64_t (*)[TD_MAX_DIMS])p->str, b, e, ew_segment, p);
     if (tls_loop_error) atomic_store(&p->err, 1);
 #if defined(__SSE2__)
     if (p->stream) _mm_sfence(); /* streamed stores are visible before the op ends */
@@ -560,31 +569,11 @@ static void fused_segment(const fplan *p, int64_t n, char **ptr) {
     }
 }
 
+static void fused_seg(void *arg, int64_t n, char **ptr) { fused_segment(arg, n, ptr); }
+
 static void fused_chunk(void *arg, int64_t b, int64_t e) {
     const fplan *p = arg;
-    int nd = p->nd;
-    int64_t idx[TD_MAX_DIMS], rem = b;
-    for (int d = nd - 1; d >= 0; d--) {
-        idx[d] = rem % p->shape[d];
-        rem /= p->shape[d];
-    }
-    while (b < e) {
-        int64_t take = p->shape[nd - 1] - idx[nd - 1];
-        if (take > e - b) take = e - b;
-        char *ptr[4];
-        for (int k = 0; k < 4; k++) {
-            int64_t off = 0;
-            for (int d = 0; d < nd; d++) off += idx[d] * p->str[k][d];
-            ptr[k] = p->ptr[k] + off;
-        }
-        fused_segment(p, take, ptr);
-        b += take;
-        idx[nd - 1] += take;
-        for (int d = nd - 1; d > 0 && idx[d] >= p->shape[d]; d--) {
-            idx[d] = 0;
-            idx[d - 1]++;
-        }
-    }
+    td__nd_walk(p->nd, p->shape, 4, p->ptr, (const int64_t (*)[TD_MAX_DIMS])p->str, b, e, fused_seg, (void *)p);
 #if defined(__SSE2__)
     if (p->stream) _mm_sfence();
 #endif

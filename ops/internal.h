@@ -257,6 +257,15 @@ td_status td__ew_run(const td__call *c, const td_exec *ex, td__loop_fn fn, int c
                      int scalar_pos, const void *scalar);
 int *td__loop_error(void);
 
+/* Walks elements [b, e) of a row-major iteration space of nd dims over
+ * nops (at most TD__WALK_MAX) operands at base with byte strides str,
+ * calling seg with the operands' addresses for each run along the last dim
+ * (the chunk function of every strided elementwise kernel). */
+enum { TD__WALK_MAX = 4 };
+typedef void (*td__seg_fn)(void *arg, int64_t n, char **ptr);
+void td__nd_walk(int nd, const int64_t *shape, int nops, char *const *base, const int64_t (*str)[TD_MAX_DIMS],
+                 int64_t b, int64_t e, td__seg_fn seg, void *arg);
+
 extern const td__opdesc td__op_copy;
 /* Fusion (elementwise.c): whether consumer c, whose input xi is the output
  * of the deferred elementwise op (iat, iin[0..in_n)), fuses with it; if so,

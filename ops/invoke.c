@@ -272,7 +272,10 @@ static td_status check_inputs(const td__opdesc *d, td_array *const *in, int n_in
     return TD_OK;
 }
 
-static td__call *make_call(const td__opdesc *d, td_array *const *in, int n_in, const void *attrs, size_t attrs_size) {
+/* A call of d on in; hold: it holds its inputs (else the caller's
+ * references stand for them until it takes its own, see td__invoke). */
+static td__call *new_call(const td__opdesc *d, td_array *const *in, int n_in, const void *attrs, size_t attrs_size,
+                          int hold) {
     td__call *c = td__cache_alloc(&call_cache);
     if (!c) {
         td__fail(TD_ENOMEM, "%s: out of memory", d->api);
@@ -282,9 +285,13 @@ static td__call *make_call(const td__opdesc *d, td_array *const *in, int n_in, c
     c->n_in = n_in;
     c->out = NULL;
     c->borrowed = 0;
-    for (int i = 0; i < n_in; i++) c->in[i] = td__array_hold(in[i]);
+    for (int i = 0; i < n_in; i++) c->in[i] = hold ? td__array_hold(in[i]) : in[i];
     if (attrs_size) memcpy(c->attrs, attrs, attrs_size);
     return c;
+}
+
+static td__call *make_call(const td__opdesc *d, td_array *const *in, int n_in, const void *attrs, size_t attrs_size) {
+    return new_call(d, in, n_in, attrs, attrs_size, 1);
 }
 
 /* The naive engine runs a user thread's op inside td_push, while the caller
@@ -313,17 +320,8 @@ td_array *td__invoke(const td__opdesc *d, td_array *const *in, int n_in, const v
     for (int i = 0; i < n_in; i++)
         if (!in[i]) return NULL;
     if (check_inputs(d, in, n_in) != TD_OK) return NULL;
-    td__call *c = td__cache_alloc(&call_cache);
-    if (!c) {
-        td__fail(TD_ENOMEM, "%s: out of memory", d->api);
-        return NULL;
-    }
-    c->desc = d;
-    c->n_in = n_in;
-    c->out = NULL;
-    c->borrowed = 0;
-    for (int i = 0; i < n_in; i++) c->in[i] = in[i]; /* held below, unless borrowed */
-    if (attrs_size) memcpy(c->attrs, attrs, attrs_size);
+    td__call *c = new_call(d, in, n_in, attrs, attrs_size, 0); /* held below, unless borrowed */
+    if (!c) return NULL;
     int dtype, ndim;
     int64_t shape[TD_MAX_DIMS];
     if (d->infer(c, &dtype, &ndim, shape) != TD_OK) {

@@ -463,31 +463,13 @@ static void where_segment(const where_plan *p, int64_t n, char *po, const char *
     }
 }
 
+static void where_seg(void *arg, int64_t n, char **ptr) {
+    where_segment(arg, n, ptr[W_OUT], ptr[W_COND], ptr[W_A], ptr[W_B]);
+}
+
 static void where_chunk(void *arg, int64_t b, int64_t e) {
     const where_plan *p = arg;
-    int nd = p->nd;
-    int64_t idx[TD_MAX_DIMS], rem = b;
-    for (int d = nd - 1; d >= 0; d--) {
-        idx[d] = rem % p->shape[d];
-        rem /= p->shape[d];
-    }
-    while (b < e) {
-        int64_t take = p->shape[nd - 1] - idx[nd - 1];
-        if (take > e - b) take = e - b;
-        char *ptr[W_N];
-        for (int k = 0; k < W_N; k++) {
-            int64_t off = 0;
-            for (int d = 0; d < nd; d++) off += idx[d] * p->str[k][d];
-            ptr[k] = p->ptr[k] + off;
-        }
-        where_segment(p, take, ptr[W_OUT], ptr[W_COND], ptr[W_A], ptr[W_B]);
-        b += take;
-        idx[nd - 1] += take;
-        for (int d = nd - 1; d > 0 && idx[d] >= p->shape[d]; d--) {
-            idx[d] = 0;
-            idx[d - 1]++;
-        }
-    }
+    td__nd_walk(p->nd, p->shape, W_N, p->ptr, (const int64_t (*)[TD_MAX_DIMS])p->str, b, e, where_seg, (void *)p);
 }
 
 /* out: the result's shape (the broadcast of all three), C-contiguous or not;
