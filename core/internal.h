@@ -61,6 +61,15 @@ static inline void td__spin_lock(td__spin *s) {
 static inline void td__spin_unlock(td__spin *s) {
     atomic_store_explicit(&s->locked, 0, memory_order_release);
 }
+/* Starts fetching p's line for writing (PREFETCHW; a no-op on x86 CPUs
+ * without it, and a read prefetch elsewhere). */
+static inline void td__prefetch_w(const void *p) {
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
 static inline void td__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -78,22 +87,54 @@ static inline void td__cpu_relax(void) {
 int td__spin_until(int (*done)(const void *arg), const void *arg, uint64_t spin_ns, uint64_t yield_ns);
 uint64_t td__now_ns(void);
 
-/* Object caches for the hot path (objcache.c): per-thread free lists
- * exchanged in chains, slabs never returned.  One cache per kind of object,
- * each with its own index into the per-thread table. */
+/* Object caches for the hot path (objcache.c): per-thread magazines of
+ * free object pointers, exchanged whole at a depot, slabs never returned.
+ * One cache per kind of object, each with its own index into the
+ * per-thread table.  Allocating and freeing neither read nor write the
+ * object. */
 enum { TD__CACHE_OP, TD__CACHE_CALL, TD__CACHE_ARRAY, TD__CACHE_STORAGE, TD__NCACHES };
 typedef struct {
     int id;       /* TD__CACHE_* */
-    size_t size;  /* object size, at least 3 pointers */
+    size_t size;  /* object size, at least 1 pointer */
     td__spin lock;
-    void *chains; /* global stack of chains */
+    void *chains; /* the depot: full magazines */
+    void *empties; /* the depot: empty magazines */
+    void *loose;  /* objects freed when no magazine could be had */
     void *slabs;
 } td__objcache;
 #define TD__OBJCACHE_INIT(ID, TYPE) {.id = (ID), .size = sizeof(TYPE)}
+typedef struct td__mag_view {
+    void *next;
+    int n;
+    void *obj[];
+} td__mag_view;
+extern _Thread_local struct td__mag_tls {
+    td__mag_view *cur, *prev;
+} td__mag_tls[TD__NCACHES];
+enum { TD__MAG = 128 };
+void *td__cache_alloc_slow(td__objcache *c);
+void td__cache_free_slow(td__objcache *c, void *p);
 /* NULL only when the system refuses memory. */
-void *td__cache_alloc(td__objcache *c);
-void td__cache_free(td__objcache *c, void *p);
-/* A thread that stops using a cache (a worker leaving) hands its list back. */
+static inline void *td__cache_alloc(td__objcache *c) {
+    td__mag_view *m = td__mag_tls[c->id].cur;
+    if (TD__LIKELY(m != NULL && m->n > 0)) return m->obj[--m->n];
+    return td__cache_alloc_slow(c);
+}
+static inline void td__cache_free(td__objcache *c, void *p) {
+    td__mag_view *m = td__mag_tls[c->id].cur;
+    if (TD__LIKELY(m != NULL && m->n < TD__MAG)) {
+        m->obj[m->n++] = p;
+        return;
+    }
+    td__cache_free_slow(c, p);
+}
+/* The object td__cache_alloc will return next on this thread, or NULL: a
+ * thread that will write it soon can start fetching its lines now. */
+static inline void *td__cache_peek(const td__objcache *c) {
+    td__mag_view *m = td__mag_tls[c->id].cur;
+    return m && m->n > 0 ? m->obj[m->n - 1] : NULL;
+}
+/* A thread that stops using a cache (a worker leaving) hands its magazines back. */
 void td__cache_flush_thread(td__objcache *c);
 
 /* strncpy that always terminates; returns dst. */

@@ -1,105 +1,176 @@
-/* Object caches: free lists per thread, exchanged in chains.
+/* Object caches: per-thread magazines, exchanged whole.
  *
  * Objects of the hot path (op records, calls, array handles, storages) are
  * made on the pushing thread and freed on the worker that ends them.  Each
- * thread keeps a free list per cache; a list that grows past CACHE_MAX hands
- * a chain of CACHE_BATCH objects to the cache's global stack of chains, and
- * an empty list takes a whole chain back, so the shared lock is taken once
- * per CACHE_BATCH objects, never per object.  Objects come from slabs that
- * are never given back to the system (type-stable memory: a stale pointer
- * reads a recycled object, never unmapped memory, which the stall report
- * relies on), linked in a list so leak checkers see them as reachable.
+ * thread keeps, per cache, two magazines: arrays of up to MAG free object
+ * pointers (Bonwick's scheme).  Allocation pops a pointer and freeing pushes
+ * one, without reading or writing the object: an object freed by a worker
+ * is still in that worker's cache, and taking it from an intrusive free list
+ * (reading its link) cost the pushing thread a cache miss per object.  When
+ * both magazines are empty (full), the thread swaps one for a full (empty)
+ * one at the cache's depot under its lock: the lock is taken once per MAG
+ * objects.  Objects come from slabs that are never given back to the system
+ * (type-stable memory: a stale pointer reads a recycled object, never
+ * unmapped memory, which the stall report relies on), linked in a list so
+ * leak checkers see them as reachable.
  *
- * A free object's first three words hold the links: next in its chain, and
- * in a chain's first object, the next chain and the chain's length.
+ * Freeing never fails: when no empty magazine can be had (out of memory),
+ * the object goes onto the depot's intrusive list of loose objects, which
+ * allocation takes from before it carves a new slab.
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "core/internal.h"
 
-enum { SLAB_OBJS = 64, CACHE_MAX = 512, CACHE_BATCH = 256 };
+enum { SLAB_OBJS = 64, MAG = TD__MAG };
 
-typedef struct free_obj {
-    struct free_obj *next;
-    struct free_obj *next_chain;
-    intptr_t len;
-} free_obj;
+/* A magazine: td__mag_view (core/internal.h, where the inline fast paths
+ * read it) with room for MAG pointers. */
+typedef td__mag_view mag;
+#define MAG_BYTES (offsetof(mag, obj) + MAG * sizeof(void *))
+
+typedef struct loose {
+    struct loose *next;
+} loose;
 
 typedef struct slab {
     struct slab *next;
 } slab;
 
-static _Thread_local struct {
-    free_obj *head;
-    intptr_t n;
-} tls[TD__NCACHES];
+/* The depot's lists live in the td__objcache fields: `chains` holds the full
+ * magazines, `empties` the empty ones, `loose` the loose objects. */
+
+_Thread_local struct td__mag_tls td__mag_tls[TD__NCACHES];
+/* cur and prev as magazines */
+#define CUR(c) (&td__mag_tls[(c)->id].cur)
+#define PREV(c) (&td__mag_tls[(c)->id].prev)
+
+static mag *mag_pop(void **list) {
+    mag *m = *list;
+    if (m) *list = m->next;
+    return m;
+}
+
+
+static void mag_push(void **list, mag *m) {
+    m->next = *list;
+    *list = m;
+}
+
+/* A new slab's objects, into magazine m (empty, with room for SLAB_OBJS). */
+/* Objects are cache-line aligned and padded to whole lines: no object
+ * shares a line with another (made and freed on other threads), and an
+ * object's layout can group its fields by line (see td__opr). */
+static int carve(td__objcache *c, mag *m) {
+    size_t sz = (c->size + TD__CACHELINE - 1) & ~(size_t)(TD__CACHELINE - 1);
+    slab *sl = calloc(1, sizeof(slab) + TD__CACHELINE + SLAB_OBJS * sz);
+    if (!sl) return 0;
+    char *base = (char *)(((uintptr_t)(sl + 1) + TD__CACHELINE - 1) & ~(uintptr_t)(TD__CACHELINE - 1));
+    for (int i = SLAB_OBJS - 1; i >= 0; i--) m->obj[m->n++] = base + (size_t)i * sz;
+    td__spin_lock(&c->lock);
+    sl->next = c->slabs;
+    c->slabs = sl;
+    td__spin_unlock(&c->lock);
+    return 1;
+}
+
+static mag *mag_new(void) {
+    mag *m = malloc(MAG_BYTES);
+    if (m) m->n = 0;
+    return m;
+}
 
 void *td__cache_alloc_slow(td__objcache *c) {
-    td__spin_lock(&c->lock);
-    free_obj *chain = c->chains;
-    if (chain) c->chains = chain->next_chain;
-    td__spin_unlock(&c->lock);
-    if (!chain) {
-        size_t sz = (c->size + 15) & ~(size_t)15;
-        slab *sl = calloc(1, sizeof(slab) + 16 + SLAB_OBJS * sz);
-        if (!sl) return NULL;
+    mag **cur = CUR(c), **prev = PREV(c);
+    if (*prev && (*prev)->n > 0) { /* swap: the previous magazine has objects */
+        mag *t = *cur;
+        *cur = *prev;
+        *prev = t;
+        return (*cur)->obj[--(*cur)->n];
+    }
+    if (!*cur && !(*cur = mag_new())) {
+        /* No magazine at all: a loose object or a fresh slab's first. */
         td__spin_lock(&c->lock);
-        sl->next = c->slabs;
-        c->slabs = sl;
+        loose *l = c->loose;
+        if (l) c->loose = l->next;
         td__spin_unlock(&c->lock);
-        char *base = (char *)sl + ((sizeof(slab) + 15) & ~(size_t)15);
-        for (int i = 0; i < SLAB_OBJS; i++) ((free_obj *)(base + (size_t)i * sz))->next =
-            i + 1 < SLAB_OBJS ? (free_obj *)(base + (size_t)(i + 1) * sz) : NULL;
-        chain = (free_obj *)base;
-        chain->len = SLAB_OBJS;
+        return l;
     }
-    tls[c->id].head = chain->next;
-    tls[c->id].n = chain->len - 1;
-    return chain;
-}
-
-void td__cache_spill(td__objcache *c) {
-    free_obj *chain = tls[c->id].head, *last = chain;
-    for (int i = 1; i < CACHE_BATCH; i++) last = last->next;
-    tls[c->id].head = last->next;
-    tls[c->id].n -= CACHE_BATCH;
-    last->next = NULL;
-    chain->len = CACHE_BATCH;
+    /* cur is empty: trade it for a full one, or fill it. */
     td__spin_lock(&c->lock);
-    chain->next_chain = c->chains;
-    c->chains = chain;
-    td__spin_unlock(&c->lock);
-}
-
-void *td__cache_alloc(td__objcache *c) {
-    free_obj *o = tls[c->id].head;
-    if (TD__LIKELY(o != NULL)) {
-        tls[c->id].head = o->next;
-        tls[c->id].n--;
-        return o;
+    mag *full = mag_pop(&c->chains);
+    if (full) {
+        mag_push(&c->empties, *cur);
+        *cur = full;
+    } else {
+        mag *m = *cur;
+        while (m->n < MAG && c->loose) {
+            loose *l = c->loose;
+            c->loose = l->next;
+            m->obj[m->n++] = l;
+        }
     }
-    return td__cache_alloc_slow(c);
+    td__spin_unlock(&c->lock);
+    if ((*cur)->n == 0 && !carve(c, *cur)) return NULL;
+    return (*cur)->obj[--(*cur)->n];
 }
 
-void td__cache_free(td__objcache *c, void *p) {
-    free_obj *o = p;
-    o->next = tls[c->id].head;
-    tls[c->id].head = o;
-    if (TD__UNLIKELY(++tls[c->id].n > CACHE_MAX)) td__cache_spill(c);
+void td__cache_free_slow(td__objcache *c, void *p) {
+    mag **cur = CUR(c), **prev = PREV(c);
+    if (*cur && *prev && (*prev)->n < MAG) { /* swap: the previous magazine has room */
+        mag *t = *cur;
+        *cur = *prev;
+        *prev = t;
+        (*cur)->obj[(*cur)->n++] = p;
+        return;
+    }
+    /* cur is full (or missing): hand the full one in, take an empty one. */
+    td__spin_lock(&c->lock);
+    mag *e = mag_pop(&c->empties);
+    td__spin_unlock(&c->lock);
+    if (!e) e = mag_new();
+    if (!e) {
+        loose *l = p;
+        td__spin_lock(&c->lock);
+        l->next = c->loose;
+        c->loose = l;
+        td__spin_unlock(&c->lock);
+        return;
+    }
+    if (*cur) {
+        mag *full = *cur;
+        if (!*prev) {
+            *prev = full; /* the thread's second magazine */
+        } else {
+            td__spin_lock(&c->lock);
+            mag_push(&c->chains, full);
+            td__spin_unlock(&c->lock);
+        }
+    }
+    *cur = e;
+    e->obj[e->n++] = p;
 }
 
 void td__cache_flush_thread(td__objcache *c) {
-    while (tls[c->id].head) {
-        free_obj *chain = tls[c->id].head, *last = chain;
-        intptr_t k = 1;
-        while (k < CACHE_BATCH && last->next) last = last->next, k++;
-        tls[c->id].head = last->next;
-        last->next = NULL;
-        chain->len = k;
-        td__spin_lock(&c->lock);
-        chain->next_chain = c->chains;
-        c->chains = chain;
-        td__spin_unlock(&c->lock);
+    mag *ms[2] = {*CUR(c), *PREV(c)};
+    *CUR(c) = *PREV(c) = NULL;
+    td__spin_lock(&c->lock);
+    for (int i = 0; i < 2; i++) {
+        mag *m = ms[i];
+        if (!m) continue;
+        /* A partly full magazine would hand out fewer objects than a full
+         * one; its objects go loose instead. */
+        if (m->n < MAG) {
+            while (m->n > 0) {
+                loose *l = m->obj[--m->n];
+                l->next = c->loose;
+                c->loose = l;
+            }
+            mag_push(&c->empties, m);
+        } else {
+            mag_push(&c->chains, m);
+        }
     }
-    tls[c->id].n = 0;
+    td__spin_unlock(&c->lock);
 }

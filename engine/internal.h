@@ -16,6 +16,7 @@
 #define TIDE_ENGINE_INTERNAL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -108,39 +109,60 @@ enum { TD__OP_STATIC_NAME = 1 << 16 };
 typedef struct td__event td__event;
 
 struct td_exec {
-    td__opr *op;
     td_device device;
     int worker;
-};
+}; /* inside its op record: td__exec_op finds the record */
 
+/* Laid out by use, in 64-byte lines (op records are line-aligned).  A push
+ * writes, and the worker that runs the op reads, lines 0 and 1 (with the
+ * first access) and line 2 for a second and third access: each of those
+ * lines moves from the pushing core to a worker's and back once per op, so
+ * an op with one var costs two.  Line 3 holds what a push writes but a
+ * worker reads only for errors, the profiler or the stall report (push
+ * number, name, park ticket), so it stays in the pushing core's cache; the
+ * rest is touched only by the profiler, errors, the priority heap or the
+ * naive engine's waits.  park, done_ev and errmsg are NULL in a free record
+ * (whoever sets them clears them), so a push does not write them. */
 struct td__opr {
+    /* line 0 */
     atomic_int wait;          /* accesses not yet granted (+1 while pushing) */
-    int kind;                 /* TD__OPK_* */
-    td_exec ex;               /* handed to fn; valid until completion */
+    int flags;
+    int n_acc;
+    uint32_t epoch;           /* td_wait_all epoch */
+    uint8_t kind;             /* TD__OPK_* */
+    uint8_t prof;             /* recorded by the profiler (decided at push) */
+    uint8_t uncounted;        /* naive engine, user thread: not in the epoch counts (naive.c) */
+    uint8_t parked;           /* pushed deferred: park is (or was) set */
+    int priority;
     td_fn fn;
     void *arg;
-    void (*arg_free)(void *);
-    int priority;
-    int flags;
-    size_t out_bytes;
-    uint64_t seq;             /* push number */
-    uint32_t epoch;           /* td_wait_all epoch */
     td__executor *exec;       /* where it runs (NULL on the naive engine) */
-    char *errmsg;             /* td_exec_set_error (malloc'd) */
-    td__event *done_ev;       /* naive engine: signalled when an async op ends */
-    struct td__park *park;    /* deferred (park.c), or NULL */
-    int prof;                 /* recorded by the profiler (decided at push) */
-    int uncounted;            /* naive engine, user thread: not in the epoch counts (naive.c) */
-    uint64_t t_push, t_ready, t_start; /* profiler times (uv_hrtime ns) */
-    int n_acc;
-    td__access *acc;          /* sorted by var address, duplicates merged */
+    td__opr *qnext;           /* ready queue link (cpu_exec.c) */
+    td__access *acc;          /* inline_acc or malloc'd; sorted by var address, duplicates merged */
+    /* line 1 */
+    td_exec ex;               /* handed to fn; valid until completion */
+    void (*arg_free)(void *);
+    size_t out_bytes;
+    /* lines 1-3 */
     td__access inline_acc[TD__INLINE_ACC];
-    /* ready queue links (cpu_exec.c) */
-    td__opr *qnext, *qchild;
+    /* line 3 */
+    uint64_t seq;             /* push number */
+    const char *name;         /* static (TD__OP_STATIC_NAME), interned, or name_buf */
+    struct td__park *park;    /* deferred (park.c), or NULL */
+    td__event *done_ev;       /* naive engine: signalled when an async op ends */
+    /* line 4 */
+    char *errmsg;             /* td_exec_set_error (malloc'd) */
+    td__opr *qchild;          /* priority heap link (cpu_exec.c) */
     uint64_t qseq;
-    const char *name;             /* name_buf, or a static string (TD__OP_STATIC_NAME) */
-    char name_buf[TD__NAME_MAX];
+    uint64_t t_push, t_ready, t_start; /* profiler times (td__prof_ticks) */
+    /* line 5 */
+    char name_buf[TD__NAME_MAX]; /* a name that could not be interned */
 };
+static inline td__opr *td__exec_op(const td_exec *ex) {
+    return (td__opr *)((char *)(uintptr_t)ex - offsetof(td__opr, ex));
+}
+/* A name that is neither static nor interned lives in the record. */
+static inline int td__op_name_in_record(const td__opr *op) { return op->name == op->name_buf; }
 
 /* ---- deferred ops (park.c) ---- */
 enum { TD__PARK_DEFER = 1, TD__PARK_GO = 2, TD__PARK_PARKED = 3, TD__PARK_CLAIMED = 4, TD__PARK_DONE = 5 };
@@ -238,6 +260,22 @@ int td__exec_depth(const td__executor *ex); /* ops in the ready queue */
 
 /* ---- profiler (profiler.c) ---- */
 extern atomic_int td__prof_on;
+/* Profiler timestamps are ticks: the time-stamp counter where it runs at a
+ * constant rate (td__prof_tsc, decided once), else uv_hrtime's ns.  Reading
+ * the counter costs a few ns against 26 for the clock here, and an op is
+ * timed three times; the writer turns ticks into ns with a rate measured
+ * against the clock over the whole recording. */
+extern int td__prof_tsc;
+static inline uint64_t td__prof_ticks(void) {
+#if defined(__x86_64__)
+    if (TD__LIKELY(td__prof_tsc)) {
+        uint32_t lo, hi;
+        __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+        return (uint64_t)hi << 32 | lo;
+    }
+#endif
+    return uv_hrtime();
+}
 void td__prof_record(const td__opr *op, int status, int depth);
 void td__prof_flow(const td__opr *from, const td__opr *to);
 td_status td__profiler_stop_internal(int drain);

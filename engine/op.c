@@ -18,17 +18,91 @@ _Thread_local td__opr *td__tls_op;
 /* ---- the op pool: an object cache (core/objcache.c) ---- */
 static td__objcache op_cache = TD__OBJCACHE_INIT(TD__CACHE_OP, td__opr);
 
-static td__opr *op_alloc(void) { return td__cache_alloc(&op_cache); }
+/* The record after this one is fetched for writing now, while this push
+ * goes on: records are freed by the workers, so their lines sit in another
+ * core's cache, and fetching them on first use stalled every push. */
+static td__opr *op_alloc(void) {
+    td__opr *op = td__cache_alloc(&op_cache);
+    const char *next = td__cache_peek(&op_cache);
+    if (next)
+        for (size_t off = 0; off < offsetof(td__opr, errmsg); off += TD__CACHELINE) td__prefetch_w(next + off);
+    return op;
+}
 
+/* A free record has no errmsg and no done_ev (see td__opr): they are
+ * cleared here only when set, so the line that holds them stays clean. */
 void td__op_recycle(td__opr *op) {
     if (op->acc != op->inline_acc) free(op->acc);
     op->acc = NULL;
-    if (op->errmsg) free(op->errmsg);
-    op->errmsg = NULL;
+    if (TD__UNLIKELY(op->errmsg != NULL)) {
+        free(op->errmsg);
+        op->errmsg = NULL;
+    }
+    if (TD__UNLIKELY(op->done_ev != NULL)) op->done_ev = NULL;
     td__cache_free(&op_cache, op);
 }
 
 void td__op_cache_flush(void) { td__cache_flush_thread(&op_cache); }
+
+/* ---- op names ----
+ * td_push keeps a copy of the caller's name (the caller may reuse its
+ * buffer).  The copy is interned: one immortal copy per distinct name (up
+ * to INTERN_MAX of them; beyond, names go into the record's name_buf), found
+ * through a small per-thread cache, so a push writes a pointer instead of
+ * the name, and the profiler and error records keep that pointer. */
+enum { INTERN_MAX = 4096, INTERN_SLOTS = 8192, ICACHE = 64 };
+typedef struct {
+    uint64_t h; /* 0: empty */
+    const char *s;
+} intern_slot;
+static intern_slot intern_tab[INTERN_SLOTS];
+static int intern_n;
+static td__spin intern_lock;
+static _Thread_local intern_slot icache[ICACHE];
+
+static int same_name(const char *interned, const char *name, size_t len) {
+    return strncmp(interned, name, len) == 0 && interned[len] == 0;
+}
+
+/* The interned copy of name's first TD__NAME_MAX - 1 characters, or NULL. */
+static const char *name_intern(const char *name) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    size_t len = 0;
+    while (len < TD__NAME_MAX - 1 && name[len]) {
+        h = (h ^ (unsigned char)name[len]) * 1099511628211ull;
+        len++;
+    }
+    h |= 1;
+    intern_slot *c = &icache[(h >> 8) & (ICACHE - 1)];
+    if (TD__LIKELY(c->h == h) && same_name(c->s, name, len)) return c->s;
+    const char *s = NULL;
+    td__spin_lock(&intern_lock);
+    for (size_t i = h & (INTERN_SLOTS - 1);; i = (i + 1) & (INTERN_SLOTS - 1)) {
+        intern_slot *t = &intern_tab[i];
+        if (!t->h) {
+            char *cp = intern_n < INTERN_MAX ? malloc(len + 1) : NULL;
+            if (cp) {
+                memcpy(cp, name, len);
+                cp[len] = 0;
+                t->h = h;
+                t->s = cp;
+                intern_n++;
+                s = cp;
+            }
+            break;
+        }
+        if (t->h == h && same_name(t->s, name, len)) {
+            s = t->s;
+            break;
+        }
+    }
+    td__spin_unlock(&intern_lock);
+    if (s) {
+        c->h = h;
+        c->s = s;
+    }
+    return s;
+}
 
 /* ---- access lists ---- */
 static int acc_cmp(const void *a, const void *b) {
@@ -97,17 +171,32 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
     td__opr *op = op_alloc();
     if (!op) return td__fail(TD_ENOMEM, "td_push(%s): out of memory for the op record", name);
     int n = (int)(o->n_reads + o->n_writes);
-    op->acc = n <= TD__INLINE_ACC ? op->inline_acc : malloc((size_t)n * sizeof *op->acc);
-    if (!op->acc) {
+    if (TD__LIKELY(n <= TD__INLINE_ACC)) {
+        /* Sorted on the stack, then stored: the record's lines were last
+         * written by the worker that ended its previous use, and reading
+         * back what was just stored there waits for them to arrive. */
+        td__access loc[TD__INLINE_ACC];
+        for (size_t i = 0; i < o->n_reads; i++)
+            loc[i] = (td__access){.var = o->reads[i], .op = op, .mode = TD__ACC_READ};
+        for (size_t i = 0; i < o->n_writes; i++)
+            loc[o->n_reads + i] = (td__access){.var = o->writes[i], .op = op, .mode = TD__ACC_WRITE};
+        int m = n > 1 ? acc_normalise(loc, n) : n;
         op->acc = op->inline_acc;
-        td__op_recycle(op);
-        return td__fail(TD_ENOMEM, "td_push(%s): out of memory for %d var accesses", name, n);
+        for (int i = 0; i < m; i++) op->inline_acc[i] = loc[i];
+        op->n_acc = m;
+    } else {
+        op->acc = malloc((size_t)n * sizeof *op->acc);
+        if (!op->acc) {
+            op->acc = op->inline_acc;
+            td__op_recycle(op);
+            return td__fail(TD_ENOMEM, "td_push(%s): out of memory for %d var accesses", name, n);
+        }
+        for (size_t i = 0; i < o->n_reads; i++)
+            op->acc[i] = (td__access){.var = o->reads[i], .op = op, .mode = TD__ACC_READ};
+        for (size_t i = 0; i < o->n_writes; i++)
+            op->acc[o->n_reads + i] = (td__access){.var = o->writes[i], .op = op, .mode = TD__ACC_WRITE};
+        op->n_acc = acc_normalise(op->acc, n);
     }
-    for (size_t i = 0; i < o->n_reads; i++)
-        op->acc[i] = (td__access){.var = o->reads[i], .op = op, .mode = TD__ACC_READ};
-    for (size_t i = 0; i < o->n_writes; i++)
-        op->acc[o->n_reads + i] = (td__access){.var = o->writes[i], .op = op, .mode = TD__ACC_WRITE};
-    op->n_acc = acc_normalise(op->acc, n);
     op->kind = TD__OPK_NORMAL;
     op->fn = o->fn;
     op->arg = o->arg;
@@ -117,20 +206,17 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
     /* The naive engine ends every op before td_push returns: nothing is ever
      * in flight, so it skips the back-pressure accounting. */
     op->out_bytes = td__g.naive ? 0 : o->out_bytes;
-    op->ex.op = op;
     op->ex.device = o->device;
     op->ex.worker = -1;
-    op->done_ev = NULL;
-    op->park = NULL;
-    op->qnext = op->qchild = NULL;
-    op->prof = atomic_load_explicit(&td__prof_on, memory_order_relaxed);
+    op->parked = 0;
+    op->prof = atomic_load_explicit(&td__prof_on, memory_order_acquire);
     if (TD__UNLIKELY(op->prof)) {
-        op->t_push = uv_hrtime();
+        op->t_push = td__prof_ticks();
         op->t_ready = 0;
     }
     if (o->flags & TD__OP_STATIC_NAME) {
         op->name = name;
-    } else {
+    } else if (!(op->name = name_intern(name))) {
         td__strlcpy(op->name_buf, name, sizeof op->name_buf);
         op->name = op->name_buf;
     }
@@ -181,7 +267,11 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
         td__op_recycle(op);
         return TD_OK;
     }
-    if (atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) td__op_ready(op);
+    if (atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) {
+        /* Ready at push: its ready time is its push time (one clock read). */
+        if (TD__UNLIKELY(op->prof) && !op->parked) op->t_ready = op->t_push;
+        td__op_ready(op);
+    }
     return TD_OK;
 }
 
@@ -206,7 +296,7 @@ static void op_end(td__opr *op, int status) {
     if (TD__UNLIKELY(op->prof)) td__prof_record(op, status, op->exec ? td__exec_depth(op->exec) : 0);
     if (op->arg_free) op->arg_free(op->arg);
     td__var_release_all(op);
-    if (TD__UNLIKELY(op->park != NULL)) td__park_op_end(op);
+    if (TD__UNLIKELY(op->parked) && op->park) td__park_op_end(op);
     td__event *ev = op->done_ev;
     td__account_done(op);
     td__op_recycle(op);
@@ -241,12 +331,12 @@ void td__op_execute(td__opr *op, int w) {
         if (e && (!src || e->seq < src->seq)) src = e;
     }
     if (TD__UNLIKELY(src != NULL)) {
-        if (TD__UNLIKELY(op->prof)) op->t_start = uv_hrtime();
+        if (TD__UNLIKELY(op->prof)) op->t_start = td__prof_ticks();
         mark_writes(op, src);
         op_end(op, -1);
         return;
     }
-    if (TD__UNLIKELY(op->prof)) op->t_start = uv_hrtime();
+    if (TD__UNLIKELY(op->prof)) op->t_start = td__prof_ticks();
     td__opr *outer = td__tls_op;
     td__tls_op = op;
     int async = op->flags & TD_OP_ASYNC;
@@ -269,12 +359,12 @@ void td__op_execute(td__opr *op, int w) {
 }
 
 void td__op_ready(td__opr *op) {
-    if (TD__UNLIKELY(op->park != NULL) && td__park_on_ready(op)) return; /* parked until activated */
+    if (TD__UNLIKELY(op->parked) && op->park && td__park_on_ready(op)) return; /* parked until activated */
     td__op_dispatch(op);
 }
 
 void td__op_dispatch(td__opr *op) {
-    if (TD__UNLIKELY(op->prof)) op->t_ready = uv_hrtime();
+    if (TD__UNLIKELY(op->prof) && !op->t_ready) op->t_ready = td__prof_ticks();
     if (op->kind == TD__OPK_WAITER) td__event_signal(op->done_ev);
     else if (op->exec) td__exec_submit(op->exec, op);
     else td__op_execute(op, 0); /* naive engine: whoever granted it runs it */
@@ -282,11 +372,11 @@ void td__op_dispatch(td__opr *op) {
 
 /* ---- what a running op may ask ---- */
 void td_op_complete(const td_exec *ex, td_status st) {
-    if (!ex || !ex->op) {
+    if (!ex) {
         td__fail(TD_EINVAL, "td_op_complete: ex is NULL");
         return;
     }
-    td__opr *op = ex->op;
+    td__opr *op = td__exec_op(ex);
     if (!(op->flags & TD_OP_ASYNC)) {
         td__fail(TD_EINVAL, "td_op_complete(%s): the op is not TD_OP_ASYNC; return its status instead", op->name);
         return;
@@ -298,7 +388,7 @@ td_device td_exec_device(const td_exec *ex) { return ex ? ex->device : (td_devic
 int td_exec_worker(const td_exec *ex) { return ex ? ex->worker : -1; }
 
 void td_exec_set_error(const td_exec *ex, const char *fmt, ...) {
-    if (!ex || !ex->op || !fmt) return;
+    if (!ex || !fmt) return;
     va_list ap;
     va_start(ap, fmt);
     char buf[1024];
@@ -306,7 +396,7 @@ void td_exec_set_error(const td_exec *ex, const char *fmt, ...) {
     va_end(ap);
     char *m = strdup(buf);
     if (!m) return; /* the failure is still recorded, with the status's text */
-    td__opr *op = ex->op;
+    td__opr *op = td__exec_op(ex);
     free(op->errmsg);
     op->errmsg = m;
 }

@@ -78,6 +78,7 @@ void td__park_attach(td__park *t, td__opr *op) {
     t->op = op;
     t->t_park = td__now_ns();
     op->park = t;
+    op->parked = 1;
     td__park_retain(t); /* the op's */
     list_add(t);
 }

@@ -26,8 +26,11 @@ typedef struct {
     int32_t depth;                           /* ready-queue depth when it started */
     uint16_t n_reads, n_writes;              /* how many vars (only PROF_VARS ids kept) */
     uint64_t vars[PROF_VARS];                /* ids: reads first, then writes */
-    char name[TD__NAME_MAX];
+    const char *name_ptr; /* the op's name when it outlives the op (static or interned) ... */
+    char name[TD__NAME_MAX]; /* ... else a copy */
 } prof_rec;
+
+static const char *rec_name(const prof_rec *r) { return r->name_ptr ? r->name_ptr : r->name; }
 
 typedef struct {
     uint64_t from, to;
@@ -44,6 +47,46 @@ typedef struct prof_buf {
 } prof_buf;
 
 atomic_int td__prof_on;
+int td__prof_tsc;
+
+/* ---- ticks to ns ----
+ * The rate of td__prof_ticks is measured against uv_hrtime from the first
+ * td_profiler_start to each collection (at least a millisecond apart), so
+ * the longer the program has profiled, the finer the rate. */
+static uint64_t cal_tick0, cal_ns0;
+static double tick_ns = 1.0; /* ns per tick, for the collection being written */
+
+/* Whether the time-stamp counter runs at a constant rate through sleep
+ * states and frequency changes (CPUID 0x80000007, EDX bit 8). */
+static int tsc_invariant(void) {
+#if defined(__x86_64__)
+    if (td__env_int("TIDE_PROFILE_TSC", 1, NULL) == 0) return 0;
+    uint32_t a, b, c, d;
+    __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000u), "c"(0));
+    if (a < 0x80000007u) return 0;
+    __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000007u), "c"(0));
+    return (d >> 8) & 1;
+#else
+    return 0;
+#endif
+}
+
+static void calibrate_start(void) { /* prof_mu held, first start only */
+    td__prof_tsc = tsc_invariant();
+    cal_ns0 = uv_hrtime();
+    cal_tick0 = td__prof_ticks();
+}
+
+static void calibrate(void) { /* prof_mu held */
+    if (!td__prof_tsc) {
+        tick_ns = 1.0;
+        return;
+    }
+    uint64_t ns1;
+    while ((ns1 = uv_hrtime()) - cal_ns0 < 1000000) td__cpu_relax();
+    uint64_t tick1 = td__prof_ticks();
+    tick_ns = tick1 > cal_tick0 ? (double)(ns1 - cal_ns0) / (double)(tick1 - cal_tick0) : 1.0;
+}
 static atomic_uint prof_session;
 static uv_once_t prof_once = UV_ONCE_INIT;
 static uv_mutex_t prof_mu; /* buffer list, start/stop, summary */
@@ -116,7 +159,7 @@ void td__prof_record(const td__opr *op, int status, int depth) {
     r->t_push = op->t_push;
     r->t_ready = op->t_ready ? op->t_ready : op->t_start;
     r->t_start = op->t_start;
-    r->t_end = uv_hrtime();
+    r->t_end = td__prof_ticks();
     r->inflight = atomic_load_explicit(&td__g.inflight, memory_order_relaxed);
     r->dev_kind = op->ex.device.kind;
     r->dev_id = op->ex.device.id;
@@ -135,7 +178,12 @@ void td__prof_record(const td__opr *op, int status, int depth) {
         if (op->acc[i].mode & TD__ACC_WRITE) r->vars[k++] = op->acc[i].var->id;
     r->n_reads = (uint16_t)(nr > 65535 ? 65535 : nr);
     r->n_writes = (uint16_t)(nw > 65535 ? 65535 : nw);
-    td__strlcpy(r->name, op->name, sizeof r->name);
+    if (td__op_name_in_record(op)) {
+        r->name_ptr = NULL;
+        td__strlcpy(r->name, op->name, sizeof r->name);
+    } else {
+        r->name_ptr = op->name;
+    }
 }
 
 /* ---- the trace ---- */
@@ -166,7 +214,9 @@ static prof_rec *find_rec(prof_rec **sorted, size_t n, uint64_t seq) {
 }
 
 static int pid_of(const prof_rec *r) { return r->dev_kind * 1000 + r->dev_id; }
-static double us(uint64_t t, uint64_t t0) { return (double)(t - t0) / 1000.0; }
+/* t - t0 in us; signed, as counters of different cores may disagree by a
+ * few ticks. */
+static double us(uint64_t t, uint64_t t0) { return (double)(int64_t)(t - t0) * tick_ns / 1000.0; }
 
 static const char *status_text(int st) { return st < 0 ? "skipped" : td_status_name((td_status)st); }
 
@@ -210,7 +260,7 @@ static td_status write_trace(const char *path, prof_rec **sorted, size_t n, unsi
         prof_rec *r = sorted[i];
         int w = r->worker < 0 ? 0 : r->worker;
         fprintf(f, "%s{\"ph\":\"X\",\"cat\":\"op\",\"name\":", SEP());
-        json_str(f, r->name);
+        json_str(f, rec_name(r));
         fprintf(f, ",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"push\":%llu,\"status\":\"%s\","
                    "\"pushed_us\":%.3f,\"ready_us\":%.3f,\"queued_us\":%.3f,\"reads\":[",
                 pid_of(r), w, us(r->t_start, t0), us(r->t_end, r->t_start), (unsigned long long)r->seq,
@@ -267,6 +317,7 @@ static int agg_cmp(const void *a, const void *b) {
 
 /* Collects the session's records, sorted by push number.  prof_mu held. */
 static prof_rec **collect(unsigned session, size_t *n_out) {
+    calibrate();
     size_t n = 0;
     for (prof_buf *b = bufs; b; b = b->next)
         if (b->session == session) n += b->n;
@@ -290,12 +341,12 @@ static void aggregate(prof_rec **sorted, size_t n) {
     if (!agg) return;
     for (size_t i = 0; i < n; i++) {
         prof_rec *r = sorted[i];
-        double d = (double)(r->t_end - r->t_start) / 1000.0;
+        double d = us(r->t_end, r->t_start);
         size_t j;
         for (j = 0; j < agg_n; j++)
-            if (strcmp(agg[j].name, r->name) == 0) break;
+            if (strncmp(agg[j].name, rec_name(r), sizeof agg[j].name - 1) == 0) break;
         if (j == agg_n) {
-            memcpy(agg[j].name, r->name, sizeof agg[j].name);
+            td__strlcpy(agg[j].name, rec_name(r), sizeof agg[j].name);
             agg[j].min = d;
             agg_n++;
         }
@@ -316,6 +367,11 @@ td_status td_profiler_start(const char *trace_path) {
     if (atomic_load(&td__prof_on)) {
         uv_mutex_unlock(&prof_mu);
         return td__fail(TD_EINVAL, "td_profiler_start: the profiler is already recording (call td_profiler_stop)");
+    }
+    static int calibrated;
+    if (!calibrated) {
+        calibrate_start();
+        calibrated = 1;
     }
     prof_has_path = trace_path != NULL;
     if (trace_path) td__strlcpy(prof_path, trace_path, sizeof prof_path);

@@ -162,7 +162,7 @@ int td__var_append_all(td__opr *op, td__push_x *x) {
         td__access *a = &acc[i];
         td_var *v = a->var;
         if (TD__UNLIKELY(v->defer_w || v->defer_readers)) ready = conflicts(v, a->mode, op, ready);
-        if (TD__UNLIKELY(op->park)) {
+        if (TD__UNLIKELY(op->parked)) {
             if (a->mode & TD__ACC_WRITE) v->defer_w = op->park;
             else v->defer_readers++;
         }
@@ -196,7 +196,7 @@ static int release_locked(td__access *a, td__access **granted) {
     td_var *v = a->var;
     if (a->mode & TD__ACC_WRITE) v->writer = 0;
     else v->readers--;
-    if (TD__UNLIKELY(a->op->park != NULL)) {
+    if (TD__UNLIKELY(a->op->parked) && a->op->park) {
         if (!(a->mode & TD__ACC_WRITE)) v->defer_readers--;
         else if (v->defer_w == a->op->park) v->defer_w = NULL;
     }
