@@ -18,6 +18,7 @@
  * the object goes onto the depot's intrusive list of loose objects, which
  * allocation takes from before it carves a new slab.
  */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -45,6 +46,30 @@ _Thread_local struct td__mag_tls td__mag_tls[TD__NCACHES];
 /* cur and prev as magazines */
 #define CUR(c) (&td__mag_tls[(c)->id].cur)
 #define PREV(c) (&td__mag_tls[(c)->id].prev)
+
+/* A thread's magazines go back to the depots when it exits (a key's
+ * destructor), so threads that come and go strand no objects. */
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static int exit_key_ok;
+static _Atomic(td__objcache *) registry[TD__NCACHES];
+
+static void thread_exit(void *arg) {
+    (void)arg;
+    for (int i = 0; i < TD__NCACHES; i++) {
+        td__objcache *c = atomic_load_explicit(&registry[i], memory_order_acquire);
+        if (c) td__cache_flush_thread(c);
+    }
+}
+
+static void exit_key_init(void) { exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0; }
+
+/* The calling thread starts using c. */
+static void note_thread(td__objcache *c) {
+    atomic_store_explicit(&registry[c->id], c, memory_order_release);
+    pthread_once(&exit_once, exit_key_init);
+    if (exit_key_ok && !pthread_getspecific(exit_key)) pthread_setspecific(exit_key, (void *)1);
+}
 
 static mag *mag_pop(void **list) {
     mag *m = *list;
@@ -89,6 +114,7 @@ void *td__cache_alloc_slow(td__objcache *c) {
         *prev = t;
         return (*cur)->obj[--(*cur)->n];
     }
+    if (!*cur) note_thread(c);
     if (!*cur && !(*cur = mag_new())) {
         /* No magazine at all: a loose object or a fresh slab's first. */
         td__spin_lock(&c->lock);
@@ -125,6 +151,7 @@ void td__cache_free_slow(td__objcache *c, void *p) {
         (*cur)->obj[(*cur)->n++] = p;
         return;
     }
+    if (!*cur) note_thread(c);
     /* cur is full (or missing): hand the full one in, take an empty one. */
     td__spin_lock(&c->lock);
     mag *e = mag_pop(&c->empties);

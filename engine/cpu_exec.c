@@ -23,13 +23,17 @@
  *
  * Sleeping: a worker with nothing to do spins, then yields, for a short
  * while (waking a sleeping thread costs 10-25 us on the machines we
- * measure), then sleeps on a condition variable.  `nfifo`, `nheap` and
- * `sleepers` are accessed with sequentially consistent operations, so a
- * submitter either sees a sleeper (and signals) or the sleeper sees the new
- * op: no wake-up is lost.
+ * measure), then sleeps on a condition variable.  A worker about to sleep
+ * counts itself in `sleepers`, then looks at the FIFO under its lock; a
+ * submitter reads `sleepers` under the same lock after queueing, so either
+ * the sleeper sees the op or the submitter sees the sleeper (and signals):
+ * no wake-up is lost, and a push needs no fence of its own.  `nheap` and
+ * `sleepers` are accessed with sequentially consistent operations for the
+ * heap's ops.
  *
  * Locking: clock guards the FIFO; qlock guards the heap, qseq and the job
- * list.  Neither is held while taking the other.
+ * list.  Neither is held while taking the other.  A worker going to sleep
+ * takes clock while it holds sleep_mu; nothing takes sleep_mu under clock.
  */
 #include <sched.h>
 #include <stdio.h>
@@ -133,17 +137,30 @@ static td__opr *heap_pop(td__opr *root) {
     return r;
 }
 
-static void fifo_push(td__executor *ex, td__opr *op) {
+/* Queues op; returns whether a worker sleeps and none spins (read under
+ * the lock: see sleep_until_work for the other half of the protocol). */
+static int fifo_push(td__executor *ex, td__opr *op) {
     op->qnext = NULL;
     td__spin_lock(&ex->clock);
     if (ex->q_last) ex->q_last->qnext = op;
     else ex->q_head = op;
     ex->q_last = op;
-    /* Sequentially consistent: orders this store before the submitter's
-     * load of `sleepers` (the sleep protocol's other half is in
-     * sleep_until_work). */
-    atomic_store(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + 1);
+    atomic_store_explicit(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    int sleepy = atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
+                 !atomic_load_explicit(&ex->spinning, memory_order_relaxed);
     td__spin_unlock(&ex->clock);
+    return sleepy;
+}
+
+/* Whether the FIFO holds ops, read under its lock: a worker about to sleep
+ * has counted itself in `sleepers` first, so either it sees an op queued
+ * before it looked, or the submitter, locking after it, sees it asleep. */
+static int fifo_nonempty_locked(td__executor *ex) {
+    td__spin_lock(&ex->clock);
+    int n = atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
+    td__spin_unlock(&ex->clock);
+    return n > 0;
 }
 
 /* Takes up to max ops from the FIFO's head at once, linked by qnext, in
@@ -228,7 +245,8 @@ void td__exec_submit(td__executor *ex, td__opr *op) {
             tls_next = op;
             return;
         }
-        fifo_push(ex, op);
+        if (fifo_push(ex, op)) maybe_wake(ex);
+        return;
     } else {
         td__spin_lock(&ex->qlock);
         op->qseq = ++ex->qseq;
@@ -419,7 +437,7 @@ static int idle_wait(td__executor *ex, int primary, int me) {
  * the two would trade every burst of a stream of pushes, and its lines.) */
 static int must_wake(td__executor *ex) {
     return atomic_load(&ex->stop) || atomic_load(&ex->njobs) > 0 ||
-           (queue_nonempty(ex) && atomic_load(&ex->spinning) == 0);
+           ((atomic_load(&ex->nheap) > 0 || fifo_nonempty_locked(ex)) && atomic_load(&ex->spinning) == 0);
 }
 
 static void sleep_until_work(td__executor *ex) {
@@ -490,9 +508,12 @@ static void give_back(td__executor *ex) {
     last->qnext = ex->q_head;
     if (!ex->q_head) ex->q_last = last;
     ex->q_head = first;
-    atomic_store(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + k);
+    atomic_store_explicit(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + k,
+                          memory_order_relaxed);
+    int sleepy = atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
+                 !atomic_load_explicit(&ex->spinning, memory_order_relaxed);
     td__spin_unlock(&ex->clock);
-    if (atomic_load(&ex->sleepers) > 0 && !atomic_load(&ex->spinning)) wake(ex, 0);
+    if (sleepy) wake(ex, 0);
 }
 
 static td__opr *take_fifo(td__executor *ex) {

@@ -267,7 +267,9 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
         td__op_recycle(op);
         return TD_OK;
     }
-    if (atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) {
+    /* Every access granted: nothing was queued, so no other thread can
+     * count this op down, and it is ready without an atomic step. */
+    if (granted == op->n_acc || atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) {
         /* Ready at push: its ready time is its push time (one clock read). */
         if (TD__UNLIKELY(op->prof) && !op->parked) op->t_ready = op->t_push;
         td__op_ready(op);
