@@ -64,16 +64,21 @@ struct td__executor {
     td__device *dev;
     int n;
     worker *workers;
-    /* The queue line: all that a submitter and a polling worker touch, so
-     * that handing an op over moves one cache line between cores. */
+    /* The queue line: what a submitter touches on every push. */
     _Alignas(TD__CACHELINE) td__spin clock; /* the FIFO of normal ops */
     atomic_int nfifo;                       /* ops in it (changed under clock) */
+    atomic_int sleepers;
+    td__opr *q_head, *q_last;
+    /* The bell line: what an idle worker polls.  A submitter rings the bell
+     * when the FIFO stops being empty and when it reaches BATCH_MIN ops, so
+     * a polling worker does not pull the queue line away from the pushing
+     * core on every look (each look cost the next push a cache miss). */
+    _Alignas(TD__CACHELINE) atomic_uint bell;
     atomic_int nheap;
     atomic_int njobs;
-    atomic_int sleepers;
     atomic_int spinning; /* the spinning worker's index + 1; 0: none */
+    atomic_int nshort;   /* workers taking whole batches of short ops (see take_fifo) */
     atomic_int stop;
-    td__opr *q_head, *q_last;
     _Alignas(TD__CACHELINE) td__spin qlock; /* the heap and the job list */
     td__opr *heap;
     uint64_t qseq;
@@ -84,13 +89,14 @@ struct td__executor {
     int spin_beside;            /* see idle_wait */
     int widen;                  /* queued ops that make a busy worker wake another */
     uint64_t batch_ns;          /* see batch_delay */
+    uint64_t short_ticks;       /* SHORT_NS in ticks() */
 };
 
 static _Thread_local td__executor *tls_exec; /* the executor this worker serves */
 static _Thread_local td__opr *tls_next;      /* op to run next, bypassing the queue */
 static _Thread_local td__opr *tls_batch;     /* ops taken from the FIFO together, to run in order */
 static _Thread_local int tls_depth;          /* see td__exec_depth */
-enum { BATCH_MIN = 64, BATCH_MAX = 256 };
+enum { BATCH_MIN = 64 };
 
 /* ---- the ready queue ---- */
 static inline int is_plain(const td__opr *op) { return !(op->flags & TD_OP_PRIORITIZED) && op->priority == 0; }
@@ -137,20 +143,22 @@ static td__opr *heap_pop(td__opr *root) {
     return r;
 }
 
-/* Queues op; returns whether a worker sleeps and none spins (read under
- * the lock: see sleep_until_work for the other half of the protocol). */
+/* Queues op; returns the queue's length when a worker sleeps and none
+ * spins, else 0 (read under the lock: see sleep_until_work for the other
+ * half of the protocol). */
 static int fifo_push(td__executor *ex, td__opr *op) {
     op->qnext = NULL;
     td__spin_lock(&ex->clock);
     if (ex->q_last) ex->q_last->qnext = op;
     else ex->q_head = op;
     ex->q_last = op;
-    atomic_store_explicit(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    int n = atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + 1;
+    atomic_store_explicit(&ex->nfifo, n, memory_order_relaxed);
+    if (n == 1 || n == BATCH_MIN) atomic_fetch_add_explicit(&ex->bell, 1, memory_order_release);
     int sleepy = atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
                  !atomic_load_explicit(&ex->spinning, memory_order_relaxed);
     td__spin_unlock(&ex->clock);
-    return sleepy;
+    return sleepy ? n : 0;
 }
 
 /* Whether the FIFO holds ops, read under its lock: a worker about to sleep
@@ -163,23 +171,30 @@ static int fifo_nonempty_locked(td__executor *ex) {
     return n > 0;
 }
 
-/* Takes up to max ops from the FIFO's head at once, linked by qnext, in
- * order: one trip of the queue line for a burst of small ops. */
-static td__opr *fifo_pop_batch(td__executor *ex, int max) {
+/* Takes the FIFO's first op, or (all) every op in it at once, linked by
+ * qnext in order, without walking them: the ops' lines were written by the
+ * pushing thread, and walking them under the lock would fetch them one by
+ * one while the pusher waits for the lock.  *k gets the count, *last the
+ * last op. */
+static td__opr *fifo_take(td__executor *ex, int all, int *k, td__opr **last) {
     td__spin_lock(&ex->clock);
-    td__opr *head = ex->q_head, *last = head;
-    int k = 0;
+    td__opr *head = ex->q_head;
     if (head) {
-        k = 1;
-        while (k < max && last->qnext) {
-            last = last->qnext;
-            k++;
+        int n = atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
+        if (all) {
+            *k = n;
+            *last = ex->q_last;
+            ex->q_head = ex->q_last = NULL;
+            n = 0;
+        } else {
+            *k = 1;
+            *last = head;
+            ex->q_head = head->qnext;
+            if (!ex->q_head) ex->q_last = NULL;
+            head->qnext = NULL;
+            n--;
         }
-        ex->q_head = last->qnext;
-        if (!ex->q_head) ex->q_last = NULL;
-        last->qnext = NULL;
-        atomic_store_explicit(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) - k,
-                              memory_order_relaxed);
+        atomic_store_explicit(&ex->nfifo, n, memory_order_relaxed);
     }
     td__spin_unlock(&ex->clock);
     return head;
@@ -209,11 +224,19 @@ static void wake(td__executor *ex, int all) {
  * pushing thread does next. */
 enum { WAKE_DELAY_NS = 2000 };
 
-static void maybe_wake(td__executor *ex) {
+static void maybe_wake(td__executor *ex, int queued) {
     int sleepers = atomic_load(&ex->sleepers);
     if (sleepers == 0 || atomic_load(&ex->spinning)) return;
     if (td__tls_worker || sleepers >= ex->n) {
         wake(ex, 0);
+        return;
+    }
+    /* An awake worker takes whole batches of short ops: it will be back for
+     * these within a batch, and a second worker would only take turns with
+     * it (and take a core from this thread).  Wake one only if the queue
+     * outgrows what it takes. */
+    if (atomic_load_explicit(&ex->nshort, memory_order_relaxed) > 0) {
+        if (queued % (4 * BATCH_MIN) == 0) wake(ex, 0);
         return;
     }
     uint64_t t0 = uv_hrtime();
@@ -245,7 +268,8 @@ void td__exec_submit(td__executor *ex, td__opr *op) {
             tls_next = op;
             return;
         }
-        if (fifo_push(ex, op)) maybe_wake(ex);
+        int queued = fifo_push(ex, op);
+        if (queued) maybe_wake(ex, queued);
         return;
     } else {
         td__spin_lock(&ex->qlock);
@@ -255,7 +279,7 @@ void td__exec_submit(td__executor *ex, td__opr *op) {
         td__spin_unlock(&ex->qlock);
         atomic_fetch_add(&ex->nheap, 1);
     }
-    maybe_wake(ex);
+    maybe_wake(ex, 1);
 }
 
 static td__opr *heap_take(td__executor *ex, int only_urgent) {
@@ -367,6 +391,16 @@ static int has_work(td__executor *ex) {
     return queue_nonempty(ex) || atomic_load(&ex->njobs) > 0 || atomic_load(&ex->stop);
 }
 
+/* has_work for a poll loop: looks at the bell line only.  b0 is the bell
+ * read before the loop's first has_work (a push that queued after that look
+ * rang the bell since, or was seen by it). */
+static int bell_rang(td__executor *ex, unsigned b0) {
+    return atomic_load_explicit(&ex->bell, memory_order_acquire) != b0 ||
+           atomic_load_explicit(&ex->nheap, memory_order_relaxed) > 0 ||
+           atomic_load_explicit(&ex->njobs, memory_order_relaxed) > 0 ||
+           atomic_load_explicit(&ex->stop, memory_order_relaxed);
+}
+
 void td__user_wait_begin(void) {
     atomic_fetch_add(&td__g.user_waiting, 1);
     td__exec_kick_all();
@@ -397,8 +431,10 @@ static int user_waits(const td__executor *ex, uint64_t now) {
 static int idle_wait(td__executor *ex, int primary, int me) {
     uint64_t t0 = td__now_ns();
     int yielding = 0;
+    unsigned b0 = atomic_load_explicit(&ex->bell, memory_order_acquire);
+    if (has_work(ex)) return 1;
     for (unsigned i = 1;; i++) {
-        if (has_work(ex)) return 1;
+        if (bell_rang(ex, b0)) return 1;
         if (yielding || (i & 31) == 0) {
             uint64_t t = td__now_ns();
             if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
@@ -457,22 +493,15 @@ static void sleep_until_work(td__executor *ex) {
  * off them, and the worker runs what it finds in a burst; taking each op
  * the moment it was queued moved every line the two share between the
  * cores once or twice per op, and a push cost 0.45 us instead of 0.15.
- * Polled every 32 pauses (about half a microsecond): each look at the
- * queue line takes it from the pushing core. */
+ * It polls the bell line (rung when the queue reaches BATCH_MIN), not the
+ * queue line: each look at that took it from the pushing core. */
 static void batch_delay(td__executor *ex) {
-    uint64_t t0 = 0;
-    for (unsigned i = 0;; i++) {
-        if ((i & 31) == 0) {
-            if (atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= BATCH_MIN ||
-                atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0 ||
-                atomic_load_explicit(&ex->nheap, memory_order_relaxed) > 0 ||
-                atomic_load_explicit(&ex->njobs, memory_order_relaxed) > 0 ||
-                atomic_load_explicit(&ex->stop, memory_order_relaxed))
-                return;
-            uint64_t t = td__now_ns();
-            if (!t0) t0 = t;
-            else if (t - t0 > ex->batch_ns) return;
-        }
+    uint64_t t0 = td__now_ns();
+    unsigned b0 = atomic_load_explicit(&ex->bell, memory_order_acquire);
+    if (atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= BATCH_MIN) return;
+    for (unsigned i = 1;; i++) {
+        if (bell_rang(ex, b0) || atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return;
+        if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return;
         td__cpu_relax();
     }
 }
@@ -486,30 +515,64 @@ static void batch_delay(td__executor *ex) {
  * not be held by one worker while another has nothing to do. */
 enum { SHORT_NS = 2000 };
 
+/* Batch times are in ticks: the time-stamp counter on x86-64 (a few ns to
+ * read, against 20-26 for the clock, and read once per op here), converted
+ * with a rate measured when the executor starts. */
+static inline uint64_t ticks(void) {
+#if defined(__x86_64__)
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+#else
+    return td__now_ns();
+#endif
+}
+
+/* SHORT_NS in ticks (100 us of measuring, once per executor). */
+static uint64_t short_ticks_measure(void) {
+#if defined(__x86_64__)
+    uint64_t n0 = td__now_ns(), t0 = ticks(), n1, t1;
+    while ((n1 = td__now_ns()) - n0 < 100000) td__cpu_relax();
+    t1 = ticks();
+    double per_ns = (double)(t1 - t0) / (double)(n1 - n0);
+    if (!(per_ns > 0.01 && per_ns < 100.0)) per_ns = 3.0; /* a counter that does not tick steadily */
+    return (uint64_t)(SHORT_NS * per_ns);
+#else
+    return SHORT_NS;
+#endif
+}
+
 static _Thread_local struct {
-    uint64_t t0;   /* when the current batch was taken; 0: no batch */
-    uint64_t last; /* when its latest op started */
-    int k;         /* its size */
-    int max;       /* the size of the next batch */
-} tls_bat = {0, 0, 0, 1};
+    uint64_t t0;      /* when the current batch was taken; 0: no batch */
+    uint64_t last;    /* when its latest op started */
+    int k;            /* its size */
+    int left;         /* ops still in tls_batch */
+    td__opr *last_op; /* the last of them */
+    int all;          /* take the whole queue next time (ops are short) */
+} tls_bat = {0, 0, 0, 0, NULL, 0};
+
+static void set_short(td__executor *ex, int all) {
+    if (all != tls_bat.all) {
+        atomic_fetch_add_explicit(&ex->nshort, all ? 1 : -1, memory_order_relaxed);
+        tls_bat.all = all;
+    }
+}
 
 /* Puts this worker's batch back at the head of the FIFO. */
 static void give_back(td__executor *ex) {
-    td__opr *first = tls_batch, *last = first;
-    int k = 1;
-    while (last->qnext) {
-        last = last->qnext;
-        k++;
-    }
+    td__opr *first = tls_batch, *last = tls_bat.last_op;
+    int k = tls_bat.left;
     tls_batch = NULL;
+    tls_bat.left = 0;
     tls_bat.t0 = 0;
-    tls_bat.max = 1;
+    set_short(ex, 0);
     td__spin_lock(&ex->clock);
     last->qnext = ex->q_head;
     if (!ex->q_head) ex->q_last = last;
     ex->q_head = first;
     atomic_store_explicit(&ex->nfifo, atomic_load_explicit(&ex->nfifo, memory_order_relaxed) + k,
                           memory_order_relaxed);
+    atomic_fetch_add_explicit(&ex->bell, 1, memory_order_release);
     int sleepy = atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
                  !atomic_load_explicit(&ex->spinning, memory_order_relaxed);
     td__spin_unlock(&ex->clock);
@@ -519,23 +582,31 @@ static void give_back(td__executor *ex) {
 static td__opr *take_fifo(td__executor *ex) {
     uint64_t now = 0;
     if (tls_bat.t0) {
-        now = td__now_ns();
-        tls_bat.max = now - tls_bat.t0 < (uint64_t)tls_bat.k * SHORT_NS ? BATCH_MAX : 1;
+        now = ticks();
+        set_short(ex, now - tls_bat.t0 < (uint64_t)tls_bat.k * ex->short_ticks);
         tls_bat.t0 = 0;
     }
-    if (tls_bat.max > 1 && ex->batch_ns && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) {
+    if (tls_bat.all && ex->batch_ns && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) {
         batch_delay(ex);
         now = 0;
     }
-    td__opr *op = fifo_pop_batch(ex, tls_bat.max);
+    int k = 0;
+    td__opr *last = NULL;
+    td__opr *op = fifo_take(ex, tls_bat.all, &k, &last);
+    /* A backlog this worker alone will not clear soon (it takes one long op
+     * at a time): widen the pool. */
+    if (op && !tls_bat.all && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= ex->widen &&
+        atomic_load(&ex->sleepers) > 0 && !atomic_load(&ex->spinning))
+        wake(ex, 0);
     if (op) {
         tls_batch = op->qnext;
         op->qnext = NULL;
-        int k = 1;
-        for (td__opr *o = tls_batch; o; o = o->qnext) k++;
         tls_bat.k = k;
+        tls_bat.left = k - 1;
+        tls_bat.last_op = last;
+        if (tls_batch) td__prefetch_w(tls_batch);
         tls_depth = k - 1 + atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
-        tls_bat.t0 = tls_bat.last = now ? now : td__now_ns();
+        tls_bat.t0 = tls_bat.last = now ? now : ticks();
     }
     return op;
 }
@@ -547,20 +618,26 @@ static td__opr *next_op(td__executor *ex) {
     td__opr *op = tls_next;
     if (op) {
         tls_next = NULL;
-        if (TD__UNLIKELY(tls_batch != NULL) && td__now_ns() - tls_bat.last > SHORT_NS) give_back(ex);
+        if (TD__UNLIKELY(tls_batch != NULL) && ticks() - tls_bat.last > ex->short_ticks) give_back(ex);
     } else {
         int heaped = atomic_load(&ex->nheap) > 0;
         if (TD__UNLIKELY(heaped)) op = heap_take(ex, 1);
         if (!op && (op = tls_batch) != NULL) {
-            uint64_t now = td__now_ns();
-            if (now - tls_bat.last > SHORT_NS) {
+            uint64_t now = ticks();
+            if (now - tls_bat.last > ex->short_ticks) {
                 give_back(ex);
                 return next_op(ex);
             }
             tls_bat.last = now;
             tls_depth--;
+            tls_bat.left--;
             tls_batch = op->qnext;
             op->qnext = NULL;
+            /* The next op's first lines, fetched while this one runs. */
+            if (tls_batch) {
+                td__prefetch_w(tls_batch);
+                td__prefetch_w((char *)tls_batch + TD__CACHELINE);
+            }
         }
         if (!op && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) > 0) op = take_fifo(ex);
         if (!op && heaped) op = heap_take(ex, 0);
@@ -577,10 +654,6 @@ static void worker_main(void *p) {
     for (;;) {
         td__opr *op = next_op(ex);
         if (op) {
-            /* A backlog this worker alone will not clear soon: widen the pool. */
-            if (atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) >= ex->widen && atomic_load(&ex->sleepers) > 0 &&
-                !atomic_load(&ex->spinning))
-                wake(ex, 0);
             td__account_before_run(op);
             atomic_store_explicit(&w->running, op, memory_order_relaxed);
             td__op_execute(op, w->index);
@@ -617,6 +690,7 @@ static void worker_main(void *p) {
             td__park_activate_all();
             continue;
         }
+        set_short(ex, 0); /* asleep, it takes nothing: pushes must wake someone */
         sleep_until_work(ex);
     }
     td__op_cache_flush();
@@ -643,6 +717,7 @@ td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
     long long batch_us = td__env_int("TIDE_BATCH_US", 10, NULL);
     ex->batch_ns = (uint64_t)(batch_us < 0 ? 0 : batch_us) * 1000u;
     ex->spin_beside = td__env_int("TIDE_SPIN_BESIDE", 1, NULL) != 0;
+    ex->short_ticks = short_ticks_measure();
     if (uv_mutex_init(&ex->sleep_mu) || uv_cond_init(&ex->sleep_cv)) TD__PANIC("cannot create executor locks");
     for (int i = 0; i < nworkers; i++) {
         ws[i].ex = ex;

@@ -119,13 +119,12 @@ struct td_exec {
  * lines moves from the pushing core to a worker's and back once per op, so
  * an op with one var costs two.  Line 3 holds what a push writes but a
  * worker reads only for errors, the profiler or the stall report (push
- * number, name, park ticket), so it stays in the pushing core's cache; the
- * rest is touched only by the profiler, errors, the priority heap or the
- * naive engine's waits.  park, done_ev and errmsg are NULL in a free record
+ * number, name, push and ready times), so it stays in the pushing core's
+ * cache; the rest is touched only by errors, deferral, the priority heap,
+ * the naive engine's waits or the worker's own profiler time.  park, done_ev and errmsg are NULL in a free record
  * (whoever sets them clears them), so a push does not write them. */
 struct td__opr {
     /* line 0 */
-    atomic_int wait;          /* accesses not yet granted (+1 while pushing) */
     int flags;
     int n_acc;
     uint32_t epoch;           /* td_wait_all epoch */
@@ -133,28 +132,30 @@ struct td__opr {
     uint8_t prof;             /* recorded by the profiler (decided at push) */
     uint8_t uncounted;        /* naive engine, user thread: not in the epoch counts (naive.c) */
     uint8_t parked;           /* pushed deferred: park is (or was) set */
-    int priority;
+    size_t out_bytes;
     td_fn fn;
     void *arg;
     td__executor *exec;       /* where it runs (NULL on the naive engine) */
     td__opr *qnext;           /* ready queue link (cpu_exec.c) */
     td__access *acc;          /* inline_acc or malloc'd; sorted by var address, duplicates merged */
-    /* line 1 */
+    /* line 1: what a grant touches (the first access and the count) */
+    atomic_int wait;          /* accesses not yet granted (+1 while pushing) */
     td_exec ex;               /* handed to fn; valid until completion */
+    int priority;
     void (*arg_free)(void *);
-    size_t out_bytes;
     /* lines 1-3 */
     td__access inline_acc[TD__INLINE_ACC];
     /* line 3 */
     uint64_t seq;             /* push number */
     const char *name;         /* static (TD__OP_STATIC_NAME), interned, or name_buf */
+    uint64_t t_push, t_ready; /* profiler times (td__prof_ticks) */
+    /* line 4 */
     struct td__park *park;    /* deferred (park.c), or NULL */
     td__event *done_ev;       /* naive engine: signalled when an async op ends */
-    /* line 4 */
     char *errmsg;             /* td_exec_set_error (malloc'd) */
     td__opr *qchild;          /* priority heap link (cpu_exec.c) */
     uint64_t qseq;
-    uint64_t t_push, t_ready, t_start; /* profiler times (td__prof_ticks) */
+    uint64_t t_start;         /* written and read by the worker that runs the op */
     /* line 5 */
     char name_buf[TD__NAME_MAX]; /* a name that could not be interned */
 };

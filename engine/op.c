@@ -25,7 +25,7 @@ static td__opr *op_alloc(void) {
     td__opr *op = td__cache_alloc(&op_cache);
     const char *next = td__cache_peek(&op_cache);
     if (next)
-        for (size_t off = 0; off < offsetof(td__opr, errmsg); off += TD__CACHELINE) td__prefetch_w(next + off);
+        for (size_t off = 0; off < offsetof(td__opr, park); off += TD__CACHELINE) td__prefetch_w(next + off);
     return op;
 }
 
