@@ -99,7 +99,7 @@ static _Thread_local int tls_depth;          /* see td__exec_depth */
 enum { BATCH_MIN = 64 };
 
 /* ---- the ready queue ---- */
-static inline int is_plain(const td__opr *op) { return !(op->flags & TD_OP_PRIORITIZED) && op->priority == 0; }
+static inline int is_plain(const td__opr *op) { return !(op->flags & TD__OP_RANKED); }
 
 static inline int runs_before(const td__opr *a, const td__opr *b) {
     int pa = (a->flags & TD_OP_PRIORITIZED) != 0, pb = (b->flags & TD_OP_PRIORITIZED) != 0;
@@ -171,7 +171,8 @@ static int fifo_nonempty_locked(td__executor *ex) {
     return n > 0;
 }
 
-/* Takes the FIFO's first op, or (all) every op in it at once, linked by
+/* Takes the FIFO's first op, or (all, and at least BATCH_MIN queued) every
+ * op in it at once, linked by
  * qnext in order, without walking them: the ops' lines were written by the
  * pushing thread, and walking them under the lock would fetch them one by
  * one while the pusher waits for the lock.  *k gets the count, *last the
@@ -181,7 +182,10 @@ static td__opr *fifo_take(td__executor *ex, int all, int *k, td__opr **last) {
     td__opr *head = ex->q_head;
     if (head) {
         int n = atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
-        if (all) {
+        /* A few ops are taken one at a time even among short ones: they
+         * may be the heads of chains (or long), and another worker takes
+         * the next. */
+        if (all && n >= BATCH_MIN) {
             *k = n;
             *last = ex->q_last;
             ex->q_head = ex->q_last = NULL;

@@ -105,6 +105,9 @@ enum { TD__INLINE_ACC = 4, TD__NAME_MAX = 48 };
 /* An internal td_op flag: the name is a static string (an op descriptor's),
  * so td_push keeps the pointer instead of copying it. */
 enum { TD__OP_STATIC_NAME = 1 << 16 };
+/* Set by td_push when the op is TD_OP_PRIORITIZED or has a priority: it goes
+ * to the executor's heap (the priority itself sits in a cold line). */
+enum { TD__OP_RANKED = 1 << 17 };
 
 typedef struct td__event td__event;
 
@@ -118,8 +121,8 @@ struct td_exec {
  * first access) and line 2 for a second and third access: each of those
  * lines moves from the pushing core to a worker's and back once per op, so
  * an op with one var costs two.  Line 3 holds what a push writes but a
- * worker reads only for errors, the profiler or the stall report (push
- * number, name, push and ready times), so it stays in the pushing core's
+ * worker reads only for errors or the stall report (name, priority), so it
+ * stays in the pushing core's
  * cache; the rest is touched only by errors, deferral, the priority heap,
  * the naive engine's waits or the worker's own profiler time.  park, done_ev and errmsg are NULL in a free record
  * (whoever sets them clears them), so a push does not write them. */
@@ -129,7 +132,7 @@ struct td__opr {
     int n_acc;
     uint32_t epoch;           /* td_wait_all epoch */
     uint8_t kind;             /* TD__OPK_* */
-    uint8_t prof;             /* recorded by the profiler (decided at push) */
+    uint8_t prof;             /* TD__PROF_*: recorded by the profiler (decided at push) */
     uint8_t uncounted;        /* naive engine, user thread: not in the epoch counts (naive.c) */
     uint8_t parked;           /* pushed deferred: park is (or was) set */
     size_t out_bytes;
@@ -141,21 +144,20 @@ struct td__opr {
     /* line 1: what a grant touches (the first access and the count) */
     atomic_int wait;          /* accesses not yet granted (+1 while pushing) */
     td_exec ex;               /* handed to fn; valid until completion */
-    int priority;
+    uint64_t seq;             /* push number */
     void (*arg_free)(void *);
     /* lines 1-3 */
     td__access inline_acc[TD__INLINE_ACC];
     /* line 3 */
-    uint64_t seq;             /* push number */
+    int priority;             /* read only when flags has TD__OP_RANKED */
     const char *name;         /* static (TD__OP_STATIC_NAME), interned, or name_buf */
-    uint64_t t_push, t_ready; /* profiler times (td__prof_ticks) */
     /* line 4 */
-    struct td__park *park;    /* deferred (park.c), or NULL */
+    _Alignas(TD__CACHELINE) struct td__park *park; /* deferred (park.c), or NULL */
     td__event *done_ev;       /* naive engine: signalled when an async op ends */
     char *errmsg;             /* td_exec_set_error (malloc'd) */
     td__opr *qchild;          /* priority heap link (cpu_exec.c) */
     uint64_t qseq;
-    uint64_t t_start;         /* written and read by the worker that runs the op */
+    uint64_t t_ready, t_start; /* profiler times (td__prof_ticks), by the thread that makes it ready / runs it */
     /* line 5 */
     char name_buf[TD__NAME_MAX]; /* a name that could not be interned */
 };
@@ -261,6 +263,12 @@ int td__exec_depth(const td__executor *ex); /* ops in the ready queue */
 
 /* ---- profiler (profiler.c) ---- */
 extern atomic_int td__prof_on;
+/* op->prof: not recorded, recorded, recorded and ready at push, recorded
+ * and made ready later (t_ready set). */
+enum { TD__PROF_OFF = 0, TD__PROF_ON = 1, TD__PROF_READY_AT_PUSH = 2, TD__PROF_READY_LATER = 3 };
+/* The push record of a recorded op (on the pushing thread), after its push
+ * number is taken. */
+void td__prof_push(const td__opr *op, uint64_t t_push);
 /* Profiler timestamps are ticks: the time-stamp counter where it runs at a
  * constant rate (td__prof_tsc, decided once), else uv_hrtime's ns.  Reading
  * the counter costs a few ns against 26 for the clock here, and an op is

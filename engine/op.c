@@ -202,18 +202,15 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
     op->arg = o->arg;
     op->arg_free = o->arg_free;
     op->priority = o->priority;
-    op->flags = o->flags;
+    op->flags = o->flags | ((o->flags & TD_OP_PRIORITIZED) || o->priority ? TD__OP_RANKED : 0);
     /* The naive engine ends every op before td_push returns: nothing is ever
      * in flight, so it skips the back-pressure accounting. */
     op->out_bytes = td__g.naive ? 0 : o->out_bytes;
     op->ex.device = o->device;
     op->ex.worker = -1;
     op->parked = 0;
-    op->prof = atomic_load_explicit(&td__prof_on, memory_order_acquire);
-    if (TD__UNLIKELY(op->prof)) {
-        op->t_push = td__prof_ticks();
-        op->t_ready = 0;
-    }
+    op->prof = atomic_load_explicit(&td__prof_on, memory_order_acquire) ? TD__PROF_ON : TD__PROF_OFF;
+    uint64_t t_push = TD__UNLIKELY(op->prof) ? td__prof_ticks() : 0;
     if (o->flags & TD__OP_STATIC_NAME) {
         op->name = name;
     } else if (!(op->name = name_intern(name))) {
@@ -253,6 +250,7 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
             return st;
         }
     }
+    if (TD__UNLIKELY(op->prof)) td__prof_push(op, t_push);
     op->exec = td__g.naive ? NULL : td__g.cpu[o->device.id];
     if (!op->exec) return td__naive_submit(op);
 
@@ -271,7 +269,7 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
      * count this op down, and it is ready without an atomic step. */
     if (granted == op->n_acc || atomic_fetch_sub_explicit(&op->wait, granted + 1, memory_order_acq_rel) == granted + 1) {
         /* Ready at push: its ready time is its push time (one clock read). */
-        if (TD__UNLIKELY(op->prof) && !op->parked) op->t_ready = op->t_push;
+        if (TD__UNLIKELY(op->prof) && !op->parked) op->prof = TD__PROF_READY_AT_PUSH;
         td__op_ready(op);
     }
     return TD_OK;
@@ -366,7 +364,10 @@ void td__op_ready(td__opr *op) {
 }
 
 void td__op_dispatch(td__opr *op) {
-    if (TD__UNLIKELY(op->prof) && !op->t_ready) op->t_ready = td__prof_ticks();
+    if (TD__UNLIKELY(op->prof == TD__PROF_ON)) {
+        op->t_ready = td__prof_ticks();
+        op->prof = TD__PROF_READY_LATER;
+    }
     if (op->kind == TD__OPK_WAITER) td__event_signal(op->done_ev);
     else if (op->exec) td__exec_submit(op->exec, op);
     else td__op_execute(op, 0); /* naive engine: whoever granted it runs it */

@@ -19,6 +19,7 @@
 
 enum { PROF_VARS = 8 };
 
+/* What the writer reads: one op, merged from its push and end records. */
 typedef struct {
     uint64_t seq, t_push, t_ready, t_start, t_end;
     uint64_t inflight;
@@ -32,13 +33,43 @@ typedef struct {
 
 static const char *rec_name(const prof_rec *r) { return r->name_ptr ? r->name_ptr : r->name; }
 
+/* Written by the pushing thread: what it knows at push.  The worker that
+ * ends the op writes an end record, and the two meet (by push number) only
+ * when the trace is written, so the op's name, vars and push time never
+ * travel to the worker's core. */
+typedef struct {
+    uint64_t seq, t_push;
+    const char *name_ptr;
+    int32_t dev_kind, dev_id;
+    uint16_t n_reads, n_writes;
+    uint64_t vars[PROF_VARS];
+    char name[TD__NAME_MAX];
+} push_rec;
+
+typedef struct {
+    uint64_t seq, t_ready, t_start, t_end; /* t_ready 0: ready at push */
+    uint64_t inflight;
+    int32_t worker, status, depth;
+} end_rec;
+
 typedef struct {
     uint64_t from, to;
 } prof_flow;
 
+/* Push records are stored packed, as 8-byte words: seq, t_push, the name
+ * pointer (0: a 48-byte copy of the name ends the record), device kind and
+ * id and the read and write counts in one word, then the var ids kept.  A
+ * one-var op takes 40 bytes: the pushing thread writes a fresh line of
+ * memory per op or less, and outstanding misses on those lines were what
+ * slowed pushes while recording. */
+enum { PUSH_WORDS_MAX = 4 + PROF_VARS + TD__NAME_MAX / 8 };
+
 typedef struct prof_buf {
-    prof_rec *recs;
-    size_t n, cap;
+    uint64_t *pushes; /* packed push records */
+    size_t np, capp;  /* in words */
+    size_t npush;     /* records */
+    end_rec *ends;
+    size_t ne, cape;
     prof_flow *flows;
     size_t nf, capf;
     size_t dropped;
@@ -122,7 +153,7 @@ static prof_buf *buf_get(void) {
         my_buf = b;
     }
     if (b->session != s) {
-        b->n = b->nf = b->dropped = 0;
+        b->np = b->npush = b->ne = b->nf = b->dropped = 0;
         b->session = s;
     }
     return b;
@@ -147,43 +178,78 @@ void td__prof_flow(const td__opr *from, const td__opr *to) {
     b->flows[b->nf++] = (prof_flow){from->seq, to->seq};
 }
 
-void td__prof_record(const td__opr *op, int status, int depth) {
+void td__prof_push(const td__opr *op, uint64_t t_push) {
     prof_buf *b = buf_get();
     if (!b) return;
-    if (b->n == b->cap && !grow((void **)&b->recs, &b->cap, sizeof *b->recs)) {
+    if (b->capp - b->np < PUSH_WORDS_MAX && !grow((void **)&b->pushes, &b->capp, sizeof *b->pushes)) {
         b->dropped++;
         return;
     }
-    prof_rec *r = &b->recs[b->n++];
-    r->seq = op->seq;
-    r->t_push = op->t_push;
-    r->t_ready = op->t_ready ? op->t_ready : op->t_start;
-    r->t_start = op->t_start;
-    r->t_end = td__prof_ticks();
-    r->inflight = atomic_load_explicit(&td__g.inflight, memory_order_relaxed);
-    r->dev_kind = op->ex.device.kind;
-    r->dev_id = op->ex.device.id;
-    r->worker = op->ex.worker;
-    r->status = status;
-    r->depth = depth;
-    int nr = 0, nw = 0, k = 0;
+    uint64_t *w = b->pushes + b->np;
+    int nr = 0, nw = 0, k = 4;
     for (int i = 0; i < op->n_acc; i++) {
         if (op->acc[i].mode & TD__ACC_WRITE) nw++;
         else {
             nr++;
-            if (k < PROF_VARS) r->vars[k++] = op->acc[i].var->id;
+            if (k < 4 + PROF_VARS) w[k++] = op->acc[i].var->id;
         }
     }
-    for (int i = 0; i < op->n_acc && k < PROF_VARS; i++)
-        if (op->acc[i].mode & TD__ACC_WRITE) r->vars[k++] = op->acc[i].var->id;
-    r->n_reads = (uint16_t)(nr > 65535 ? 65535 : nr);
-    r->n_writes = (uint16_t)(nw > 65535 ? 65535 : nw);
+    for (int i = 0; i < op->n_acc && k < 4 + PROF_VARS; i++)
+        if (op->acc[i].mode & TD__ACC_WRITE) w[k++] = op->acc[i].var->id;
+    w[0] = op->seq;
+    w[1] = t_push;
+    w[3] = (uint64_t)(uint16_t)op->ex.device.kind | (uint64_t)(uint16_t)op->ex.device.id << 16 |
+           (uint64_t)(nr > 65535 ? 65535 : nr) << 32 | (uint64_t)(nw > 65535 ? 65535 : nw) << 48;
     if (td__op_name_in_record(op)) {
-        r->name_ptr = NULL;
-        td__strlcpy(r->name, op->name, sizeof r->name);
+        w[2] = 0;
+        td__strlcpy((char *)(w + k), op->name, TD__NAME_MAX);
+        k += TD__NAME_MAX / 8;
     } else {
-        r->name_ptr = op->name;
+        w[2] = (uint64_t)(uintptr_t)op->name;
     }
+    b->np += (size_t)k;
+    b->npush++;
+}
+
+/* Unpacks the push record at w into r; returns its length in words. */
+static size_t push_unpack(const uint64_t *w, push_rec *r) {
+    r->seq = w[0];
+    r->t_push = w[1];
+    r->name_ptr = (const char *)(uintptr_t)w[2];
+    r->dev_kind = (int16_t)(w[3] & 0xffff);
+    r->dev_id = (int16_t)(w[3] >> 16 & 0xffff);
+    r->n_reads = (uint16_t)(w[3] >> 32);
+    r->n_writes = (uint16_t)(w[3] >> 48);
+    size_t k = (size_t)r->n_reads + r->n_writes;
+    if (k > PROF_VARS) k = PROF_VARS;
+    memcpy(r->vars, w + 4, k * sizeof *w);
+    size_t len = 4 + k;
+    if (!r->name_ptr) {
+        memcpy(r->name, w + len, TD__NAME_MAX);
+        r->name[TD__NAME_MAX - 1] = 0;
+        len += TD__NAME_MAX / 8;
+    }
+    return len;
+}
+
+void td__prof_record(const td__opr *op, int status, int depth) {
+    prof_buf *b = buf_get();
+    if (!b) return;
+    if (b->ne == b->cape && !grow((void **)&b->ends, &b->cape, sizeof *b->ends)) {
+        b->dropped++;
+        return;
+    }
+    end_rec *r = &b->ends[b->ne++];
+    r->seq = op->seq;
+    r->t_ready = op->prof == TD__PROF_READY_LATER ? op->t_ready
+                 : op->prof == TD__PROF_READY_AT_PUSH ? 0
+                                                      : op->t_start;
+    r->t_start = op->t_start;
+    r->t_end = td__prof_ticks();
+    r->inflight = atomic_load_explicit(&td__g.inflight, memory_order_relaxed);
+    r->worker = op->ex.worker;
+    r->status = status;
+    r->depth = depth;
 }
 
 /* ---- the trace ---- */
@@ -198,10 +264,6 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static int rec_by_seq(const void *a, const void *b) {
-    uint64_t x = (*(prof_rec *const *)a)->seq, y = (*(prof_rec *const *)b)->seq;
-    return x < y ? -1 : x > y;
-}
 
 static prof_rec *find_rec(prof_rec **sorted, size_t n, uint64_t seq) {
     size_t lo = 0, hi = n;
@@ -315,19 +377,81 @@ static int agg_cmp(const void *a, const void *b) {
     return x->total < y->total ? 1 : x->total > y->total ? -1 : strcmp(x->name, y->name);
 }
 
-/* Collects the session's records, sorted by push number.  prof_mu held. */
+static int push_by_seq(const void *a, const void *b) {
+    uint64_t x = ((const push_rec *)a)->seq, y = ((const push_rec *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+static int end_by_seq(const void *a, const void *b) {
+    uint64_t x = ((const end_rec *)a)->seq, y = ((const end_rec *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* The merged records of the last collection (freed by the next). */
+static prof_rec *merged;
+
+/* Collects the session's records: each op's push and end records, joined
+ * by push number, sorted by it.  Ops with only one of the two (a push
+ * undone, an op that has not ended) are left out.  prof_mu held. */
 static prof_rec **collect(unsigned session, size_t *n_out) {
     calibrate();
+    size_t np = 0, ne = 0;
+    for (prof_buf *b = bufs; b; b = b->next)
+        if (b->session == session) {
+            np += b->npush;
+            ne += b->ne;
+        }
+    push_rec *P = malloc((np ? np : 1) * sizeof *P);
+    end_rec *E = malloc((ne ? ne : 1) * sizeof *E);
+    free(merged);
+    merged = malloc((ne ? ne : 1) * sizeof *merged);
+    prof_rec **sorted = malloc((ne ? ne : 1) * sizeof *sorted);
+    if (!P || !E || !merged || !sorted) {
+        free(P);
+        free(E);
+        free(sorted);
+        free(merged);
+        merged = NULL;
+        return NULL;
+    }
+    size_t kp = 0, ke = 0;
+    for (prof_buf *b = bufs; b; b = b->next)
+        if (b->session == session) {
+            for (size_t w = 0, i = 0; i < b->npush; i++) w += push_unpack(b->pushes + w, &P[kp++]);
+            if (b->ne) memcpy(E + ke, b->ends, b->ne * sizeof *E);
+            ke += b->ne;
+        }
+    qsort(P, np, sizeof *P, push_by_seq);
+    qsort(E, ne, sizeof *E, end_by_seq);
     size_t n = 0;
-    for (prof_buf *b = bufs; b; b = b->next)
-        if (b->session == session) n += b->n;
-    prof_rec **sorted = malloc((n ? n : 1) * sizeof *sorted);
-    if (!sorted) return NULL;
-    size_t k = 0;
-    for (prof_buf *b = bufs; b; b = b->next)
-        if (b->session == session)
-            for (size_t i = 0; i < b->n; i++) sorted[k++] = &b->recs[i];
-    qsort(sorted, n, sizeof *sorted, rec_by_seq);
+    for (size_t i = 0, j = 0; i < ne && j < np;) {
+        if (E[i].seq < P[j].seq) i++;
+        else if (P[j].seq < E[i].seq) j++;
+        else {
+            const push_rec *p = &P[j++];
+            const end_rec *e = &E[i++];
+            prof_rec *r = &merged[n];
+            r->seq = p->seq;
+            r->t_push = p->t_push;
+            r->t_ready = e->t_ready ? e->t_ready : p->t_push;
+            r->t_start = e->t_start;
+            r->t_end = e->t_end;
+            r->inflight = e->inflight;
+            r->dev_kind = p->dev_kind;
+            r->dev_id = p->dev_id;
+            r->worker = e->worker;
+            r->status = e->status;
+            r->depth = e->depth;
+            r->n_reads = p->n_reads;
+            r->n_writes = p->n_writes;
+            memcpy(r->vars, p->vars, sizeof r->vars);
+            r->name_ptr = p->name_ptr;
+            if (!p->name_ptr) memcpy(r->name, p->name, sizeof r->name);
+            sorted[n] = r;
+            n++;
+        }
+    }
+    free(P);
+    free(E);
     *n_out = n;
     return sorted;
 }
