@@ -159,6 +159,16 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
     if (o->n_reads > TD__MAX_VARS_PER_OP || o->n_writes > TD__MAX_VARS_PER_OP)
         return td__fail(TD_EINVAL, "td_push(%s): too many vars (%zu reads, %zu writes)", name, o->n_reads,
                         o->n_writes);
+    /* The vars' lines are fetched for writing first: the push locks them,
+     * and reading them for the checks below would fetch them shared, then
+     * again to write (they are usually in the cache of the worker that
+     * released them last). */
+    if (o->n_writes <= TD__INLINE_ACC && o->n_reads <= TD__INLINE_ACC) { /* (not yet checked) */
+        for (size_t i = 0; o->writes && i < o->n_writes; i++)
+            if (o->writes[i]) td__prefetch_w(o->writes[i]);
+        for (size_t i = 0; o->reads && i < o->n_reads; i++)
+            if (o->reads[i]) td__prefetch_w(o->reads[i]);
+    }
     td_status st;
     if ((st = check_vars(name, "reads", o->reads, o->n_reads)) != TD_OK) return st;
     if ((st = check_vars(name, "writes", o->writes, o->n_writes)) != TD_OK) return st;
@@ -172,17 +182,37 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
     if (!op) return td__fail(TD_ENOMEM, "td_push(%s): out of memory for the op record", name);
     int n = (int)(o->n_reads + o->n_writes);
     if (TD__LIKELY(n <= TD__INLINE_ACC)) {
-        /* Sorted on the stack, then stored: the record's lines were last
-         * written by the worker that ended its previous use, and reading
-         * back what was just stored there waits for them to arrive. */
-        td__access loc[TD__INLINE_ACC];
-        for (size_t i = 0; i < o->n_reads; i++)
-            loc[i] = (td__access){.var = o->reads[i], .op = op, .mode = TD__ACC_READ};
-        for (size_t i = 0; i < o->n_writes; i++)
-            loc[o->n_reads + i] = (td__access){.var = o->writes[i], .op = op, .mode = TD__ACC_WRITE};
-        int m = n > 1 ? acc_normalise(loc, n) : n;
+        /* Sorted on the stack as (var, mode) pairs, then stored field by
+         * field: the record's lines were last written by the worker that
+         * ended its previous use, and reading back what was just stored
+         * there (or copying whole structs built with overlapping stores)
+         * waits for them to arrive. */
+        td_var *lv[TD__INLINE_ACC];
+        int lm[TD__INLINE_ACC];
+        int m = 0;
+        for (size_t i = 0; i < o->n_reads + o->n_writes; i++) {
+            td_var *v = i < o->n_reads ? o->reads[i] : o->writes[i - o->n_reads];
+            int mode = i < o->n_reads ? TD__ACC_READ : TD__ACC_WRITE;
+            int j = m; /* insertion by address; a var seen before merges its mode */
+            while (j > 0 && (uintptr_t)lv[j - 1] > (uintptr_t)v) j--;
+            if (j > 0 && lv[j - 1] == v) {
+                lm[j - 1] |= mode;
+                continue;
+            }
+            for (int k = m; k > j; k--) {
+                lv[k] = lv[k - 1];
+                lm[k] = lm[k - 1];
+            }
+            lv[j] = v;
+            lm[j] = mode;
+            m++;
+        }
         op->acc = op->inline_acc;
-        for (int i = 0; i < m; i++) op->inline_acc[i] = loc[i];
+        for (int i = 0; i < m; i++) {
+            op->inline_acc[i].var = lv[i];
+            op->inline_acc[i].op = op;
+            op->inline_acc[i].mode = lm[i];
+        }
         op->n_acc = m;
     } else {
         op->acc = malloc((size_t)n * sizeof *op->acc);

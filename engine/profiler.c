@@ -9,6 +9,7 @@
  * the stopping thread through the drain's synchronisation) before it reads
  * the buffers.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +75,8 @@ typedef struct prof_buf {
     size_t nf, capf;
     size_t dropped;
     uint32_t session;
-    struct prof_buf *next;
+    struct prof_buf *next;      /* every buffer ever made (collect reads them all) */
+    struct prof_buf *next_free; /* buffers of threads that exited */
 } prof_buf;
 
 atomic_int td__prof_on;
@@ -134,22 +136,45 @@ typedef struct {
 static agg_row *agg;
 static size_t agg_n;
 
+static void buf_release(void *p);
+static pthread_key_t buf_key;
+static int buf_key_ok;
 static void prof_init(void) {
     if (uv_mutex_init(&prof_mu) != 0) TD__PANIC("cannot create the profiler lock");
+    buf_key_ok = pthread_key_create(&buf_key, buf_release) == 0;
+}
+
+/* A thread's buffer outlives it: when it exits (a key's destructor), the
+ * buffer, with its records and its grown capacity, goes to a free list and
+ * the next thread that records takes it over.  Programs that start and stop
+ * the runtime (new workers each time) then record into memory already
+ * faulted in instead of growing fresh buffers page by page. */
+static prof_buf *free_bufs;
+
+static void buf_release(void *p) {
+    prof_buf *b = p;
+    uv_mutex_lock(&prof_mu);
+    b->next_free = free_bufs;
+    free_bufs = b;
+    uv_mutex_unlock(&prof_mu);
 }
 
 static prof_buf *buf_get(void) {
     prof_buf *b = my_buf;
     unsigned s = atomic_load_explicit(&prof_session, memory_order_acquire);
     if (TD__UNLIKELY(!b)) {
-        b = calloc(1, sizeof *b);
-        if (!b) return NULL;
         uv_once(&prof_once, prof_init);
         uv_mutex_lock(&prof_mu);
-        b->next = bufs;
-        bufs = b;
-        b->session = s;
+        if ((b = free_bufs) != NULL) {
+            free_bufs = b->next_free;
+        } else if ((b = calloc(1, sizeof *b)) != NULL) {
+            b->next = bufs;
+            bufs = b;
+            b->session = s;
+        }
         uv_mutex_unlock(&prof_mu);
+        if (!b) return NULL;
+        if (buf_key_ok) pthread_setspecific(buf_key, b);
         my_buf = b;
     }
     if (b->session != s) {
@@ -186,16 +211,23 @@ void td__prof_push(const td__opr *op, uint64_t t_push) {
         return;
     }
     uint64_t *w = b->pushes + b->np;
-    int nr = 0, nw = 0, k = 4;
-    for (int i = 0; i < op->n_acc; i++) {
-        if (op->acc[i].mode & TD__ACC_WRITE) nw++;
-        else {
-            nr++;
-            if (k < 4 + PROF_VARS) w[k++] = op->acc[i].var->id;
+    int n = op->n_acc, nr = 0, nw = 0, k = 4;
+    const td__access *acc = op->acc;
+    if (n == 1) { /* the usual case: one var */
+        w[k++] = acc[0].var->id;
+        if (acc[0].mode & TD__ACC_WRITE) nw = 1;
+        else nr = 1;
+    } else { /* reads first, then writes */
+        for (int i = 0; i < n; i++) {
+            if (acc[i].mode & TD__ACC_WRITE) nw++;
+            else {
+                nr++;
+                if (k < 4 + PROF_VARS) w[k++] = acc[i].var->id;
+            }
         }
+        for (int i = 0; i < n && k < 4 + PROF_VARS; i++)
+            if (acc[i].mode & TD__ACC_WRITE) w[k++] = acc[i].var->id;
     }
-    for (int i = 0; i < op->n_acc && k < 4 + PROF_VARS; i++)
-        if (op->acc[i].mode & TD__ACC_WRITE) w[k++] = op->acc[i].var->id;
     w[0] = op->seq;
     w[1] = t_push;
     w[3] = (uint64_t)(uint16_t)op->ex.device.kind | (uint64_t)(uint16_t)op->ex.device.id << 16 |
