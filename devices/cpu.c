@@ -118,7 +118,7 @@ static void fallback_device(void) {
 }
 
 static void load_topology(void) {
-    g_pin = td__env_int("TIDE_PIN", 0, NULL) != 0;
+    g_pin = td__env_int("TIDE_PIN", 1, NULL) != 0;
     if (hwloc_topology_init(&g_topo) != 0) {
         fallback_device();
         return;

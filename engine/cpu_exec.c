@@ -171,8 +171,7 @@ static int fifo_nonempty_locked(td__executor *ex) {
     return n > 0;
 }
 
-/* Takes the FIFO's first op, or (all, and at least BATCH_MIN queued) every
- * op in it at once, linked by
+/* Takes the FIFO's first op, or (all) every op in it at once, linked by
  * qnext in order, without walking them: the ops' lines were written by the
  * pushing thread, and walking them under the lock would fetch them one by
  * one while the pusher waits for the lock.  *k gets the count, *last the
@@ -182,10 +181,7 @@ static td__opr *fifo_take(td__executor *ex, int all, int *k, td__opr **last) {
     td__opr *head = ex->q_head;
     if (head) {
         int n = atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
-        /* A few ops are taken one at a time even among short ones: they
-         * may be the heads of chains (or long), and another worker takes
-         * the next. */
-        if (all && n >= BATCH_MIN) {
+        if (all) {
             *k = n;
             *last = ex->q_last;
             ex->q_head = ex->q_last = NULL;
@@ -253,8 +249,10 @@ static void maybe_wake(td__executor *ex, int queued) {
 }
 
 void td__exec_kick(td__executor *ex) {
-    if (!ex || atomic_load(&ex->sleepers) == 0 || atomic_load(&ex->spinning)) return;
-    int queued = atomic_load(&ex->nfifo) + atomic_load(&ex->nheap);
+    if (!ex || atomic_load(&ex->sleepers) == 0) return;
+    /* A spinning worker takes one of the queued ops; a sleeper is woken for
+     * the others. */
+    int queued = atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) - (atomic_load(&ex->spinning) ? 1 : 0);
     if (queued > 0) wake(ex, queued > 1);
 }
 
@@ -499,13 +497,16 @@ static void sleep_until_work(td__executor *ex) {
  * cores once or twice per op, and a push cost 0.45 us instead of 0.15.
  * It polls the bell line (rung when the queue reaches BATCH_MIN), not the
  * queue line: each look at that took it from the pushing core. */
-static void batch_delay(td__executor *ex) {
+/* Returns 1 when the time ran out (the stream is slow or has stopped), 0
+ * when the wait ended early: enough ops queued, or something that wants
+ * them now (a waiting user thread, prioritised ops, a loop, a stop). */
+static int batch_delay(td__executor *ex) {
     uint64_t t0 = td__now_ns();
     unsigned b0 = atomic_load_explicit(&ex->bell, memory_order_acquire);
-    if (atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= BATCH_MIN) return;
+    if (atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= BATCH_MIN) return 0;
     for (unsigned i = 1;; i++) {
-        if (bell_rang(ex, b0) || atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return;
-        if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return;
+        if (bell_rang(ex, b0) || atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return 0;
+        if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return 1;
         td__cpu_relax();
     }
 }
@@ -590,16 +591,22 @@ static td__opr *take_fifo(td__executor *ex) {
         set_short(ex, now - tls_bat.t0 < (uint64_t)tls_bat.k * ex->short_ticks);
         tls_bat.t0 = 0;
     }
-    if (tls_bat.all && ex->batch_ns && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) {
-        batch_delay(ex);
+    /* The whole queue while ops are short, unless the wait for a batch was
+     * cut short with few ops queued: someone wants them now (a user thread
+     * waits, say), and they may be the heads of chains, or long: taken one
+     * at a time, the next goes to another worker. */
+    int all = tls_bat.all;
+    if (all && ex->batch_ns && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) {
+        if (!batch_delay(ex) && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) all = 0;
         now = 0;
     }
     int k = 0;
     td__opr *last = NULL;
-    td__opr *op = fifo_take(ex, tls_bat.all, &k, &last);
-    /* A backlog this worker alone will not clear soon (it takes one long op
-     * at a time): widen the pool. */
-    if (op && !tls_bat.all && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= ex->widen &&
+    td__opr *op = fifo_take(ex, all, &k, &last);
+    /* Ops left behind while this worker runs one of unknown length (when it
+     * takes batches of short ops, any; else a backlog of ex->widen): wake a
+     * sleeping worker for them, unless one spins. */
+    if (op && k == 1 && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= (tls_bat.all ? 1 : ex->widen) &&
         atomic_load(&ex->sleepers) > 0 && !atomic_load(&ex->spinning))
         wake(ex, 0);
     if (op) {
