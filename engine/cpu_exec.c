@@ -629,6 +629,9 @@ static td__opr *next_op(td__executor *ex) {
     td__opr *op = tls_next;
     if (op) {
         tls_next = NULL;
+        /* Counted with the batch it follows: the batch's time per op is
+         * what says whether ops are short. */
+        if (tls_bat.t0) tls_bat.k++;
         if (TD__UNLIKELY(tls_batch != NULL) && ticks() - tls_bat.last > ex->short_ticks) give_back(ex);
     } else {
         int heaped = atomic_load(&ex->nheap) > 0;

@@ -77,7 +77,11 @@ static tcache *my_tcache(void) {
     tcache *tc = tc_head;
     while (tc && tc->owned) tc = tc->next;
     if (!tc) {
-        tc = calloc(1, sizeof *tc);
+        /* Line-aligned: a neighbour's cache (another thread's, written on
+         * every free) must not share a line with this one's lock. */
+        size_t sz = (sizeof *tc + TD__CACHELINE - 1) & ~(size_t)(TD__CACHELINE - 1);
+        tc = aligned_alloc(TD__CACHELINE, sz);
+        if (tc) memset(tc, 0, sz);
         if (tc) {
             tc->next = tc_head;
             tc_head = tc;
