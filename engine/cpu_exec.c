@@ -38,6 +38,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/internal.h"
 
@@ -58,11 +59,22 @@ typedef struct {
     int index;
     uv_thread_t thread;
     _Atomic(td__opr *) running;
+    /* The ops this worker took from the queue together and has not run
+     * yet (see take_fifo): its own line, locked by the worker for each op
+     * it takes (uncontended) and by an idle worker stealing them (steal). */
+    _Alignas(TD__CACHELINE) td__spin blk;
+    td__opr *bhead, *btail;
+    atomic_int bleft;  /* ops in the batch */
+    atomic_uint bprog; /* ops taken from it so far: a thief sees whether the owner moves */
+    /* What this worker, idle, last saw of each other worker's batch. */
+    unsigned *seen_prog;
+    uint64_t *seen_t;
 } worker;
 
 struct td__executor {
     td__device *dev;
     int n;
+    int n_alloc; /* workers allocated (n of them started) */
     worker *workers;
     /* The queue line: what a submitter touches on every push. */
     _Alignas(TD__CACHELINE) td__spin clock; /* the FIFO of normal ops */
@@ -94,7 +106,7 @@ struct td__executor {
 
 static _Thread_local td__executor *tls_exec; /* the executor this worker serves */
 static _Thread_local td__opr *tls_next;      /* op to run next, bypassing the queue */
-static _Thread_local td__opr *tls_batch;     /* ops taken from the FIFO together, to run in order */
+static _Thread_local worker *tls_w;          /* this worker */
 static _Thread_local int tls_depth;          /* see td__exec_depth */
 enum { BATCH_MIN = 64 };
 
@@ -248,11 +260,22 @@ static void maybe_wake(td__executor *ex, int queued) {
     wake(ex, 0);
 }
 
+/* A worker holds a batch (another worker should be awake to take it over
+ * should the holder be stuck in a long op). */
+static int some_batch(td__executor *ex) {
+    for (int i = 0; i < ex->n; i++)
+        if (atomic_load_explicit(&ex->workers[i].bleft, memory_order_relaxed) > 0) return 1;
+    return 0;
+}
+
 void td__exec_kick(td__executor *ex) {
     if (!ex || atomic_load(&ex->sleepers) == 0) return;
     /* A spinning worker takes one of the queued ops; a sleeper is woken for
      * the others. */
     int queued = atomic_load(&ex->nfifo) + atomic_load(&ex->nheap) - (atomic_load(&ex->spinning) ? 1 : 0);
+    /* Ops in a worker's batch count too when none spins: a worker awake
+     * can take them over (steal) if that worker is held by a long op. */
+    if (queued <= 0 && !atomic_load(&ex->spinning) && some_batch(ex)) queued = 1;
     if (queued > 0) wake(ex, queued > 1);
 }
 
@@ -430,6 +453,7 @@ static int user_waits(const td__executor *ex, uint64_t now) {
  * yields instead of spinning on the pause instruction: a thread that has
  * work (a worker with a chunk, the user thread whose op has ended) gets a
  * core within a yield, not at the end of a 50 us spin. */
+static int steal(td__executor *ex, worker *me);
 static int idle_wait(td__executor *ex, int primary, int me) {
     uint64_t t0 = td__now_ns();
     int yielding = 0;
@@ -438,6 +462,8 @@ static int idle_wait(td__executor *ex, int primary, int me) {
     for (unsigned i = 1;; i++) {
         if (bell_rang(ex, b0)) return 1;
         if (yielding || (i & 31) == 0) {
+            /* (Every 128 spins, about 2 us: each look takes the owner's line.) */
+            if ((yielding || (i & 127) == 0) && ex->n > 1 && steal(ex, tls_w)) return 1;
             uint64_t t = td__now_ns();
             if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
             /* Deferred ops wait for a later op that may fuse them, but not
@@ -475,7 +501,8 @@ static int idle_wait(td__executor *ex, int primary, int me) {
  * the two would trade every burst of a stream of pushes, and its lines.) */
 static int must_wake(td__executor *ex) {
     return atomic_load(&ex->stop) || atomic_load(&ex->njobs) > 0 ||
-           ((atomic_load(&ex->nheap) > 0 || fifo_nonempty_locked(ex)) && atomic_load(&ex->spinning) == 0);
+           ((atomic_load(&ex->nheap) > 0 || fifo_nonempty_locked(ex) || some_batch(ex)) &&
+            atomic_load(&ex->spinning) == 0);
 }
 
 static void sleep_until_work(td__executor *ex) {
@@ -507,6 +534,7 @@ static int batch_delay(td__executor *ex) {
     for (unsigned i = 1;; i++) {
         if (bell_rang(ex, b0) || atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return 0;
         if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return 1;
+        if ((i & 127) == 0 && ex->n > 1 && steal(ex, tls_w)) return 0;
         td__cpu_relax();
     }
 }
@@ -551,10 +579,8 @@ static _Thread_local struct {
     uint64_t t0;      /* when the current batch was taken; 0: no batch */
     uint64_t last;    /* when its latest op started */
     int k;            /* its size */
-    int left;         /* ops still in tls_batch */
-    td__opr *last_op; /* the last of them */
     int all;          /* take the whole queue next time (ops are short) */
-} tls_bat = {0, 0, 0, 0, NULL, 0};
+} tls_bat = {0, 0, 0, 0};
 
 static void set_short(td__executor *ex, int all) {
     if (all != tls_bat.all) {
@@ -565,10 +591,14 @@ static void set_short(td__executor *ex, int all) {
 
 /* Puts this worker's batch back at the head of the FIFO. */
 static void give_back(td__executor *ex) {
-    td__opr *first = tls_batch, *last = tls_bat.last_op;
-    int k = tls_bat.left;
-    tls_batch = NULL;
-    tls_bat.left = 0;
+    worker *w = tls_w;
+    td__spin_lock(&w->blk);
+    td__opr *first = w->bhead, *last = w->btail;
+    int k = atomic_load_explicit(&w->bleft, memory_order_relaxed);
+    w->bhead = w->btail = NULL;
+    atomic_store_explicit(&w->bleft, 0, memory_order_relaxed);
+    td__spin_unlock(&w->blk);
+    if (!first) return; /* stolen meanwhile */
     tls_bat.t0 = 0;
     set_short(ex, 0);
     td__spin_lock(&ex->clock);
@@ -609,17 +639,107 @@ static td__opr *take_fifo(td__executor *ex) {
     if (op && k == 1 && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= (tls_bat.all ? 1 : ex->widen) &&
         atomic_load(&ex->sleepers) > 0 && !atomic_load(&ex->spinning))
         wake(ex, 0);
+    /* A batch: a worker must be awake to take it over should this one's
+     * first op be long (steal). */
+    if (op && k > 1 && atomic_load_explicit(&ex->sleepers, memory_order_relaxed) > 0 &&
+        !atomic_load_explicit(&ex->spinning, memory_order_relaxed))
+        wake(ex, 0);
     if (op) {
-        tls_batch = op->qnext;
+        td__opr *rest = op->qnext;
         op->qnext = NULL;
         tls_bat.k = k;
-        tls_bat.left = k - 1;
-        tls_bat.last_op = last;
-        if (tls_batch) td__prefetch_w(tls_batch);
+        if (rest) {
+            worker *w = tls_w;
+            td__spin_lock(&w->blk);
+            w->bhead = rest;
+            w->btail = last;
+            atomic_store_explicit(&w->bleft, k - 1, memory_order_relaxed);
+            td__spin_unlock(&w->blk);
+            td__prefetch_w(rest);
+        }
         tls_depth = k - 1 + atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
         tls_bat.t0 = tls_bat.last = now ? now : ticks();
     }
     return op;
+}
+
+/* The next op of this worker's batch (NULL: none left, or stolen). */
+static td__opr *batch_pop(td__executor *ex) {
+    worker *w = tls_w;
+    uint64_t now = ticks();
+    if (now - tls_bat.last > ex->short_ticks) { /* the last op was long: the rest to the others */
+        give_back(ex);
+        return NULL;
+    }
+    tls_bat.last = now;
+    td__spin_lock(&w->blk);
+    td__opr *op = w->bhead;
+    if (op) {
+        w->bhead = op->qnext;
+        if (!w->bhead) w->btail = NULL;
+        atomic_store_explicit(&w->bleft, atomic_load_explicit(&w->bleft, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&w->bprog, atomic_load_explicit(&w->bprog, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
+    td__opr *next = w->bhead;
+    td__spin_unlock(&w->blk);
+    if (!op) return NULL;
+    op->qnext = NULL;
+    tls_depth--;
+    /* The next op's first lines, fetched while this one runs. */
+    if (next) {
+        td__prefetch_w(next);
+        td__prefetch_w((char *)next + TD__CACHELINE);
+    }
+    return op;
+}
+
+/* An idle worker takes over the batch of a worker that has been inside one
+ * op for longer than a short op takes (its progress count has not moved
+ * since this worker last looked, at least short_ticks ago): ops must not
+ * wait behind a long one while a worker has nothing to do.  Returns whether
+ * it took some (now this worker's batch). */
+static int steal(td__executor *ex, worker *me) {
+    uint64_t now = ticks();
+    for (int i = 0; i < ex->n; i++) {
+        worker *v = &ex->workers[i];
+        if (v == me || atomic_load_explicit(&v->bleft, memory_order_relaxed) == 0) {
+            me->seen_t[i] = 0;
+            continue;
+        }
+        unsigned p = atomic_load_explicit(&v->bprog, memory_order_relaxed);
+        if (!me->seen_t[i] || me->seen_prog[i] != p) {
+            me->seen_prog[i] = p;
+            me->seen_t[i] = now;
+            continue;
+        }
+        if (now - me->seen_t[i] < ex->short_ticks) continue;
+        td__spin_lock(&v->blk);
+        td__opr *first = NULL, *last = NULL;
+        int k = 0;
+        if (atomic_load_explicit(&v->bprog, memory_order_relaxed) == p) {
+            first = v->bhead;
+            last = v->btail;
+            k = atomic_load_explicit(&v->bleft, memory_order_relaxed);
+            v->bhead = v->btail = NULL;
+            atomic_store_explicit(&v->bleft, 0, memory_order_relaxed);
+        }
+        td__spin_unlock(&v->blk);
+        me->seen_t[i] = 0;
+        if (!first) continue;
+        /* They are short ops, most likely: this worker's batch now, in order. */
+        td__spin_lock(&me->blk);
+        me->bhead = first;
+        me->btail = last;
+        atomic_store_explicit(&me->bleft, k, memory_order_relaxed);
+        td__spin_unlock(&me->blk);
+        tls_bat.t0 = tls_bat.last = now;
+        tls_bat.k = k;
+        tls_depth = k;
+        return 1;
+    }
+    return 0;
 }
 
 /* The next op for this worker: its `next` slot, the heap's ops that
@@ -632,27 +752,13 @@ static td__opr *next_op(td__executor *ex) {
         /* Counted with the batch it follows: the batch's time per op is
          * what says whether ops are short. */
         if (tls_bat.t0) tls_bat.k++;
-        if (TD__UNLIKELY(tls_batch != NULL) && ticks() - tls_bat.last > ex->short_ticks) give_back(ex);
+        if (TD__UNLIKELY(atomic_load_explicit(&tls_w->bleft, memory_order_relaxed) > 0) &&
+            ticks() - tls_bat.last > ex->short_ticks)
+            give_back(ex);
     } else {
         int heaped = atomic_load(&ex->nheap) > 0;
         if (TD__UNLIKELY(heaped)) op = heap_take(ex, 1);
-        if (!op && (op = tls_batch) != NULL) {
-            uint64_t now = ticks();
-            if (now - tls_bat.last > ex->short_ticks) {
-                give_back(ex);
-                return next_op(ex);
-            }
-            tls_bat.last = now;
-            tls_depth--;
-            tls_bat.left--;
-            tls_batch = op->qnext;
-            op->qnext = NULL;
-            /* The next op's first lines, fetched while this one runs. */
-            if (tls_batch) {
-                td__prefetch_w(tls_batch);
-                td__prefetch_w((char *)tls_batch + TD__CACHELINE);
-            }
-        }
+        if (!op && atomic_load_explicit(&tls_w->bleft, memory_order_relaxed) > 0) op = batch_pop(ex);
         if (!op && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) > 0) op = take_fifo(ex);
         if (!op && heaped) op = heap_take(ex, 0);
     }
@@ -664,6 +770,7 @@ static void worker_main(void *p) {
     td__executor *ex = w->ex;
     td__tls_worker = 1;
     tls_exec = ex;
+    tls_w = w;
     if (ex->dev->vt->bind_worker) ex->dev->vt->bind_worker(ex->dev, w->index);
     for (;;) {
         td__opr *op = next_op(ex);
@@ -713,8 +820,20 @@ static void worker_main(void *p) {
 
 td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
     td__executor *ex = calloc(1, sizeof *ex);
-    worker *ws = calloc((size_t)nworkers, sizeof *ws);
-    if (!ex || !ws) {
+    size_t wbytes = (size_t)nworkers * sizeof(worker); /* a multiple of the line */
+    worker *ws = aligned_alloc(TD__CACHELINE, wbytes);
+    if (ws) memset(ws, 0, wbytes);
+    int seen_ok = ws != NULL;
+    for (int i = 0; seen_ok && i < nworkers; i++) {
+        ws[i].seen_prog = calloc((size_t)nworkers, sizeof *ws[i].seen_prog);
+        ws[i].seen_t = calloc((size_t)nworkers, sizeof *ws[i].seen_t);
+        seen_ok = ws[i].seen_prog && ws[i].seen_t;
+    }
+    if (!ex || !ws || !seen_ok) {
+        for (int i = 0; ws && i < nworkers; i++) {
+            free(ws[i].seen_prog);
+            free(ws[i].seen_t);
+        }
         free(ex);
         free(ws);
         *st = td__fail(TD_ENOMEM, "td_init: out of memory for %d workers", nworkers);
@@ -722,6 +841,7 @@ td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
     }
     ex->dev = dev;
     ex->workers = ws;
+    ex->n_alloc = nworkers;
 
     long long spin_us = td__env_int("TIDE_SPIN_US", 50, NULL);
     ex->spin_ns = (uint64_t)(spin_us < 0 ? 0 : spin_us) * 1000u;
@@ -753,6 +873,10 @@ void td__exec_stop(td__executor *ex) {
     for (int i = 0; i < ex->n; i++) uv_thread_join(&ex->workers[i].thread);
     uv_cond_destroy(&ex->sleep_cv);
     uv_mutex_destroy(&ex->sleep_mu);
+    for (int i = 0; i < ex->n_alloc; i++) {
+        free(ex->workers[i].seen_prog);
+        free(ex->workers[i].seen_t);
+    }
     free(ex->workers);
     free(ex);
 }

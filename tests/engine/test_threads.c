@@ -398,3 +398,118 @@ Test(threads, an_op_queued_behind_a_long_op_wakes_a_sleeping_worker_without_a_wa
         tt_stop(TD_OK);
     }
 }
+
+/* Batches (cpu_exec.c): while ops are short, a worker takes the whole ready
+ * queue at once.  Ops that arrive in one batch must still run on different
+ * workers when one of them turns out long: two ops that each wait for the
+ * other to start (a rendezvous, 5 s at most) are pushed right behind a
+ * stream of short ops, so they land in one worker's batch.  The other
+ * worker must take the second while the first waits. */
+static atomic_int rv_started[2];
+static td_status rendezvous(void *arg, const td_exec *ex) {
+    (void)ex;
+    int me = (int)(intptr_t)arg;
+    atomic_store(&rv_started[me], 1);
+    tt_wait_at_least(&rv_started[1 - me], 1, 5.0);
+    return TD_OK;
+}
+static td_status short_op(void *arg, const td_exec *ex) {
+    (void)arg;
+    (void)ex;
+    return TD_OK;
+}
+
+Test(threads, two_waiting_ops_in_one_batch_run_on_two_workers, .timeout = 120) {
+    tt_start(TD_ENGINE_THREADED, 2);
+    enum { NV = 1024, NSHORT = 20000, AROUND = 256 };
+    td_var **v = malloc(NV * sizeof *v);
+    cr_assert(v);
+    for (int i = 0; i < NV; i++) v[i] = tt_var();
+    td_var *r[2] = {tt_var(), tt_var()};
+    for (int round = 0; round < 6; round++) {
+        atomic_store(&rv_started[0], 0);
+        atomic_store(&rv_started[1], 0);
+        /* A stream of short ops (so the workers take whole batches), then
+         * the pair between two bursts of ops on distinct vars, all ready at
+         * once: the pair is taken with them, in one batch. */
+        for (int i = 0; i < NSHORT; i++) {
+            td_op op = tt_op("short", short_op, NULL, NULL, 0, &v[i % 64], 1);
+            tt_push(&op);
+        }
+        cr_assert_eq(td_wait_all(), TD_OK);
+        double t0 = tt_now();
+        for (int i = 0; i < 2 * AROUND + 2; i++) {
+            td_op op = i == AROUND || i == AROUND + 1
+                           ? tt_op("rendezvous", rendezvous, (void *)(intptr_t)(i - AROUND), NULL, 0,
+                                   &r[i - AROUND], 1)
+                           : tt_op("short", short_op, NULL, NULL, 0, &v[64 + i], 1);
+            tt_push(&op);
+        }
+        cr_assert_eq(td_wait_all(), TD_OK);
+        double t = tt_now() - t0;
+        cr_log_info("round %d: the pair met after %.2f ms", round, t * 1e3);
+        cr_assert_lt(t, 4.0, "round %d: the two ops did not run at once (%.2f s): one waited behind the "
+                     "other in a batch while a worker was free", round, t);
+    }
+    for (int i = 0; i < NV; i++) td_var_free(v[i]);
+    free(v);
+    td_var_free(r[0]);
+    td_var_free(r[1]);
+    tt_stop(TD_OK);
+}
+
+/* Two chains pushed alternately right after a stream of short ops (the
+ * two-chains benchmark), each starting with an op that waits for the other
+ * chain's first op to start (5 s at most): the chains' heads must run at
+ * once on the two workers, whether the queue hands them out one by one or
+ * in one batch, and the rest of each chain follows on its worker. */
+static atomic_int ch_head[2];
+static atomic_int ch_done;
+static td_status chain_head(void *arg, const td_exec *ex) {
+    (void)ex;
+    int c = (int)(intptr_t)arg;
+    atomic_store(&ch_head[c], 1);
+    tt_wait_at_least(&ch_head[1 - c], 1, 5.0);
+    return TD_OK;
+}
+static td_status chain_op(void *arg, const td_exec *ex) {
+    (void)arg;
+    (void)ex;
+    tt_spin_us(500);
+    atomic_fetch_add(&ch_done, 1);
+    return TD_OK;
+}
+
+Test(threads, two_chains_after_short_ops_start_together, .timeout = 120) {
+    tt_start(TD_ENGINE_THREADED, 2);
+    enum { NV = 64, NSHORT = 20000, LEN = 5 };
+    td_var *v[NV];
+    for (int i = 0; i < NV; i++) v[i] = tt_var();
+    td_var *c[2] = {tt_var(), tt_var()};
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < NSHORT; i++) {
+            td_op op = tt_op("short", short_op, NULL, NULL, 0, &v[i % NV], 1);
+            tt_push(&op);
+        }
+        if (round % 2 == 0) cr_assert_eq(td_wait_all(), TD_OK);
+        atomic_store(&ch_head[0], 0);
+        atomic_store(&ch_head[1], 0);
+        atomic_store(&ch_done, 0);
+        double t0 = tt_now();
+        for (int i = 0; i < 2 * LEN; i++) {
+            int k = i & 1;
+            td_op op = i < 2 ? tt_op("head", chain_head, (void *)(intptr_t)k, NULL, 0, &c[k], 1)
+                             : tt_op("chain", chain_op, NULL, NULL, 0, &c[k], 1);
+            tt_push(&op);
+        }
+        cr_assert_eq(td_wait_all(), TD_OK);
+        double t = tt_now() - t0;
+        cr_log_info("round %d: the two chains took %.2f ms", round, t * 1e3);
+        cr_assert_eq(atomic_load(&ch_done), 2 * (LEN - 1));
+        cr_assert_lt(t, 4.0, "round %d: the chains' heads did not run at once (%.2f s)", round, t);
+    }
+    for (int i = 0; i < NV; i++) td_var_free(v[i]);
+    td_var_free(c[0]);
+    td_var_free(c[1]);
+    tt_stop(TD_OK);
+}
