@@ -132,6 +132,53 @@ Test(errors, the_message_names_the_op_as_pushed_even_if_the_name_buffer_changes,
     }
 }
 
+/* td_push keeps names interned (4096 distinct ones at most; later names go
+ * into the op record): every op's error names it as pushed, however many
+ * names the program makes up, and a name longer than 47 characters is kept
+ * as its first 47. */
+Test(errors, every_op_keeps_its_own_name_past_the_interned_ones, .timeout = 60) {
+    TT_FOR_EACH_ENGINE(engine) {
+        tt_start(engine, 2);
+        enum { N = 5000 };
+        static struct counted f;
+        counted_reset(&f, TD_EFAILED, "named");
+        td_var **v = malloc(N * sizeof *v);
+        cr_assert(v);
+        char name[64];
+        for (int i = 0; i < N; i++) {
+            v[i] = tt_var();
+            snprintf(name, sizeof name, "distinct_name_%d_%s", i, engine ? "n" : "t");
+            push_counted(name, &f, NULL, 0, &v[i], 1, 0);
+        }
+        for (int i = 0; i < N; i += 97) {
+            snprintf(name, sizeof name, "distinct_name_%d_%s", i, engine ? "n" : "t");
+            cr_assert_eq(td_var_wait(v[i]), TD_EFAILED);
+            /* The name is followed by ": " in the error's text. */
+            char want[80];
+            snprintf(want, sizeof want, "%s: ", name);
+            cr_assert(tt_has(td_last_error(), want), "%s engine: op %d's error is \"%s\", not about %s",
+                      tt_engine_name(engine), i, td_last_error(), name);
+        }
+        char longname[61];
+        memset(longname, 'x', 60);
+        longname[60] = 0;
+        longname[0] = 'L';
+        td_var *w = tt_var();
+        push_counted(longname, &f, NULL, 0, &w, 1, 0);
+        cr_assert_eq(td_var_wait(w), TD_EFAILED);
+        char want[64];
+        memcpy(want, longname, 47);
+        memcpy(want + 47, ": ", 3);
+        cr_assert(tt_has(td_last_error(), want), "%s engine: \"%s\" does not start with the name's first 47 "
+                  "characters", tt_engine_name(engine), td_last_error());
+        td_wait_all(); /* the rest are reported here */
+        for (int i = 0; i < N; i++) td_var_free(v[i]);
+        td_var_free(w);
+        free(v);
+        tt_stop(TD_OK);
+    }
+}
+
 Test(errors, reader_of_a_marked_var_is_skipped_and_propagates_the_mark, .timeout = 30) {
     TT_FOR_EACH_ENGINE(engine) {
         tt_start(engine, 2);

@@ -337,6 +337,47 @@ Test(profiler, summary_counts_equal_the_ops_pushed, .timeout = 60) {
     }
 }
 
+/* Past the interned names (4096), an op's name travels in its records: the
+ * summary still counts each name as pushed. */
+Test(profiler, summary_names_past_the_interned_ones, .timeout = 60) {
+    TT_FOR_EACH_ENGINE(engine) {
+        tt_start(engine, 2);
+        td_var *v = tt_var();
+        char name[48];
+        for (int i = 0; i < 4200; i++) { /* fill the intern table (not recorded) */
+            snprintf(name, sizeof name, "filler_%d", i);
+            td_op o = tt_op(name, nop, NULL, NULL, 0, &v, 1);
+            tt_push(&o);
+        }
+        cr_assert_eq(td_profiler_start(NULL), TD_OK, "%s", td_last_error());
+        for (int i = 0; i < 30; i++) {
+            snprintf(name, sizeof name, "late_%s_%d", engine ? "n" : "t", i % 3);
+            td_op o = tt_op(name, nop, NULL, NULL, 0, &v, 1);
+            tt_push(&o);
+            snprintf(name, sizeof name, "overwritten"); /* td_push kept its copy */
+        }
+        cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
+        char *text = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&text, &len);
+        cr_assert_eq(td_profiler_summary(mem), TD_OK, "%s", td_last_error());
+        fclose(mem);
+        for (int k = 0; k < 3; k++) {
+            snprintf(name, sizeof name, "late_%s_%d ", engine ? "n" : "t", k);
+            const char *line = strstr(text, name);
+            cr_assert_not_null(line, "%s engine: the summary has no row for %s:\n%s", tt_engine_name(engine), name,
+                               text);
+            unsigned long long c = 0;
+            cr_assert_eq(sscanf(line + strlen(name), "%llu", &c), 1);
+            cr_assert_eq(c, 10ull, "%s engine: %s counted %llu, pushed 10", tt_engine_name(engine), name, c);
+        }
+        cr_assert_null(strstr(text, "overwritten"));
+        free(text);
+        td_var_free(v);
+        tt_stop(TD_OK);
+    }
+}
+
 static td_status failing(void *arg, const td_exec *ex) {
     (void)arg;
     td_exec_set_error(ex, "a \"quoted\" message");
