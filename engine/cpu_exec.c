@@ -263,7 +263,7 @@ static void maybe_wake(td__executor *ex, int queued) {
 /* A worker holds a batch (another worker should be awake to take it over
  * should the holder be stuck in a long op). */
 static int some_batch(td__executor *ex) {
-    for (int i = 0; i < ex->n; i++)
+    for (int i = 0; i < ex->n_alloc; i++) /* (n grows while the workers start) */
         if (atomic_load_explicit(&ex->workers[i].bleft, memory_order_relaxed) > 0) return 1;
     return 0;
 }
@@ -463,7 +463,7 @@ static int idle_wait(td__executor *ex, int primary, int me) {
         if (bell_rang(ex, b0)) return 1;
         if (yielding || (i & 31) == 0) {
             /* (Every 128 spins, about 2 us: each look takes the owner's line.) */
-            if ((yielding || (i & 127) == 0) && ex->n > 1 && steal(ex, tls_w)) return 1;
+            if ((yielding || (i & 127) == 0) && ex->n_alloc > 1 && steal(ex, tls_w)) return 1;
             uint64_t t = td__now_ns();
             if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
             /* Deferred ops wait for a later op that may fuse them, but not
@@ -534,7 +534,7 @@ static int batch_delay(td__executor *ex) {
     for (unsigned i = 1;; i++) {
         if (bell_rang(ex, b0) || atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return 0;
         if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return 1;
-        if ((i & 127) == 0 && ex->n > 1 && steal(ex, tls_w)) return 0;
+        if ((i & 127) == 0 && ex->n_alloc > 1 && steal(ex, tls_w)) return 0;
         td__cpu_relax();
     }
 }
@@ -702,7 +702,7 @@ static td__opr *batch_pop(td__executor *ex) {
  * it took some (now this worker's batch). */
 static int steal(td__executor *ex, worker *me) {
     uint64_t now = ticks();
-    for (int i = 0; i < ex->n; i++) {
+    for (int i = 0; i < ex->n_alloc; i++) { /* (workers not started have no batch) */
         worker *v = &ex->workers[i];
         if (v == me || atomic_load_explicit(&v->bleft, memory_order_relaxed) == 0) {
             me->seen_t[i] = 0;
