@@ -614,6 +614,7 @@ static void give_back(td__executor *ex) {
     if (sleepy) wake(ex, 0);
 }
 
+static td__opr *batch_pop(td__executor *ex);
 static td__opr *take_fifo(td__executor *ex) {
     uint64_t now = 0;
     if (tls_bat.t0) {
@@ -629,6 +630,9 @@ static td__opr *take_fifo(td__executor *ex) {
     if (all && ex->batch_ns && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) {
         if (!batch_delay(ex) && atomic_load_explicit(&ex->nfifo, memory_order_relaxed) < BATCH_MIN) all = 0;
         now = 0;
+        /* It took over another worker's batch while it waited (steal):
+         * that batch first (a take below would replace it). */
+        if (atomic_load_explicit(&tls_w->bleft, memory_order_relaxed) > 0) return batch_pop(ex);
     }
     int k = 0;
     td__opr *last = NULL;
@@ -701,6 +705,7 @@ static td__opr *batch_pop(td__executor *ex) {
  * wait behind a long one while a worker has nothing to do.  Returns whether
  * it took some (now this worker's batch). */
 static int steal(td__executor *ex, worker *me) {
+    if (atomic_load_explicit(&me->bleft, memory_order_relaxed) > 0) return 0; /* (has one) */
     uint64_t now = ticks();
     for (int i = 0; i < ex->n_alloc; i++) { /* (workers not started have no batch) */
         worker *v = &ex->workers[i];

@@ -513,3 +513,51 @@ Test(threads, two_chains_after_short_ops_start_together, .timeout = 120) {
     td_var_free(c[1]);
     tt_stop(TD_OK);
 }
+
+/* Streams of short ops in the engine benchmark's shapes (200k ops over
+ * 1000 vars, each alone or also reading one shared var), with a few longer
+ * ops and pauses among them, round after round: batches are taken, given
+ * back and taken over (steal) all the time, and workers run chains of ops
+ * released by their batches.  Every op runs exactly once and every round's
+ * td_wait_all returns.  (A batch taken over while its new owner waited for
+ * a batch of its own was once overwritten by that batch: the ops in it
+ * never ran and td_wait_all waited for ever.) */
+static atomic_long mix_ran;
+static td_status mix_op(void *arg, const td_exec *ex) {
+    (void)ex;
+    if (arg) tt_spin_us(30);
+    atomic_fetch_add(&mix_ran, 1);
+    return TD_OK;
+}
+
+Test(threads, streams_of_short_ops_with_a_few_long_ones_all_run_exactly_once, .timeout = 240) {
+    tt_start(TD_ENGINE_THREADED, 2);
+    enum { NV = 1000, ROUNDS = 40 };
+    long ops = tt_quick() ? 50000 : 200000;
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+    ops /= 10; /* sanitizers look for races and bad accesses, not for the rare loss */
+#endif
+    static td_var *v[NV + 1];
+    for (int i = 0; i <= NV; i++) v[i] = tt_var();
+    uint64_t seed = (uint64_t)time(NULL);
+    cr_log_info("seed %llu", (unsigned long long)seed);
+    tt_rng rng = {seed | 1};
+    long pushed = 0;
+    atomic_store(&mix_ran, 0);
+    for (int round = 0; round < ROUNDS; round++) {
+        int fanout = round & 1;
+        for (long i = 0; i < ops; i++) {
+            int slow = tt_rng_below(&rng, 20000) == 0;
+            td_op op = tt_op(slow ? "slow" : "short", mix_op, slow ? (void *)1 : NULL, fanout ? &v[NV] : NULL,
+                             fanout ? 1 : 0, &v[i % NV], 1);
+            tt_push(&op);
+            pushed++;
+            if (tt_rng_below(&rng, 50000) == 0) tt_spin_us(50); /* a pause in the stream */
+        }
+        cr_assert_eq(td_wait_all(), TD_OK);
+        cr_assert_eq(atomic_load(&mix_ran), pushed, "round %d: %ld ops ran, %ld pushed (seed %llu)", round,
+                     atomic_load(&mix_ran), pushed, (unsigned long long)seed);
+    }
+    for (int i = 0; i <= NV; i++) td_var_free(v[i]);
+    tt_stop(TD_OK);
+}
