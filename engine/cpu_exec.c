@@ -911,8 +911,11 @@ void td__exec_report(td__executor *ex, FILE *out) {
     fprintf(out, "  %s: %d worker(s)\n", ex->dev->name, ex->n);
     for (int i = 0; i < ex->n; i++) {
         td__opr *op = atomic_load_explicit(&ex->workers[i].running, memory_order_relaxed);
-        if (op) fprintf(out, "    worker %d: running '%s' (push #%llu)\n", i, op->name, (unsigned long long)op->seq);
-        else fprintf(out, "    worker %d: idle\n", i);
+        if (op) fprintf(out, "    worker %d: running '%s' (push #%llu)", i, op->name, (unsigned long long)op->seq);
+        else fprintf(out, "    worker %d: idle", i);
+        int left = atomic_load_explicit(&ex->workers[i].bleft, memory_order_relaxed);
+        if (left > 0) fprintf(out, "; %d ready op(s) taken in its batch, not started", left);
+        fputc('\n', out);
     }
     td__spin_lock(&ex->clock);
     int k = 0;
