@@ -17,9 +17,13 @@
  * dependent ops stays on one core.
  *
  * Batches: while ops are short, a worker lets a few dozen queue up and takes
- * them from the FIFO at once (see batch_delay and take_fifo), so that a
- * program pushing a stream of small ops and the worker running them do not
- * pass every shared cache line back and forth once per op.
+ * the whole FIFO at once (see batch_delay and take_fifo), so that a program
+ * pushing a stream of small ops and the worker running them do not pass
+ * every shared cache line back and forth once per op.  A worker's batch
+ * lives in its `worker` record under its own lock, so that an idle worker
+ * can take it over when its owner is held by a long op (steal).  Idle
+ * workers poll a separate "bell" line that pushes ring only when the queue
+ * stops being empty or reaches BATCH_MIN.
  *
  * Sleeping: a worker with nothing to do spins, then yields, for a short
  * while (waking a sleeping thread costs 10-25 us on the machines we
@@ -516,17 +520,19 @@ static void sleep_until_work(td__executor *ex) {
 
 /* Before a worker takes normal ops from the FIFO: while fewer than
  * BATCH_MIN are queued, no user thread waits and nothing outranks them, it
- * lets more come, for up to batch_ns, then takes what is there (up to
- * BATCH_MAX) at once.  A program pushing a stream of small ops then writes
- * its lines (the queue, the vars, the op records) while the worker keeps
- * off them, and the worker runs what it finds in a burst; taking each op
- * the moment it was queued moved every line the two share between the
- * cores once or twice per op, and a push cost 0.45 us instead of 0.15.
- * It polls the bell line (rung when the queue reaches BATCH_MIN), not the
- * queue line: each look at that took it from the pushing core. */
-/* Returns 1 when the time ran out (the stream is slow or has stopped), 0
+ * lets more come, for up to batch_ns, then takes the whole queue at once.
+ * A program pushing a stream of small ops then writes its lines (the queue,
+ * the vars, the op records) while the worker keeps off them, and the worker
+ * runs what it finds in a burst; taking each op the moment it was queued
+ * moved every line the two share between the cores once or twice per op,
+ * and a push cost 0.2-0.45 us instead of 0.1.  It polls the bell line (rung
+ * when the queue reaches BATCH_MIN), not the queue line: each look at that
+ * took it from the pushing core.  Meanwhile it may take over the batch of a
+ * worker held by a long op (steal).
+ * Returns 1 when the time ran out (the stream is slow or has stopped), 0
  * when the wait ended early: enough ops queued, or something that wants
- * them now (a waiting user thread, prioritised ops, a loop, a stop). */
+ * them now (a waiting user thread, prioritised ops, a loop, a stop, a
+ * batch taken over). */
 static int batch_delay(td__executor *ex) {
     uint64_t t0 = td__now_ns();
     unsigned b0 = atomic_load_explicit(&ex->bell, memory_order_acquire);
@@ -539,13 +545,15 @@ static int batch_delay(td__executor *ex) {
     }
 }
 
-/* Batches are taken only while ops are short: a worker takes up to
- * BATCH_MAX ops while its last batch ran under SHORT_NS per op, and one at
- * a time otherwise.  Within a batch, an op that ran longer than SHORT_NS, or
- * a chain of ops that its ops release (run first, through `next`), sends
- * the rest of the batch back to the queue's head for the other workers: a
- * batch of long ops, or two chains whose first ops came in one batch, must
- * not be held by one worker while another has nothing to do. */
+/* Batches are taken only while ops are short: a worker takes the whole
+ * queue while its last batch ran under SHORT_NS per op (the ops its batch
+ * released, run through `next`, included), and one op at a time otherwise.
+ * Within a batch, an op that ran longer than SHORT_NS, or a chain of ops
+ * that its ops release, sends the rest of the batch back to the queue's
+ * head for the other workers; and an idle worker takes over the batch of a
+ * worker that has not moved on for SHORT_NS (steal).  A batch of long ops,
+ * or two chains whose first ops came in one batch, must not be held by one
+ * worker while another has nothing to do. */
 enum { SHORT_NS = 2000 };
 
 /* Batch times are in ticks: the time-stamp counter on x86-64 (a few ns to
