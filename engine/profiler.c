@@ -19,6 +19,9 @@
 #include "engine/internal.h"
 
 enum { PROF_VARS = 8 };
+/* How far ahead of the record being written its buffer is fetched (bytes;
+ * a prefetch past the end of a buffer is harmless). */
+enum { PREFETCH_AHEAD = 4 * 64 };
 
 /* What the writer reads: one op, merged from its push and end records. */
 typedef struct {
@@ -201,6 +204,7 @@ void td__prof_flow(const td__opr *from, const td__opr *to) {
         return;
     }
     b->flows[b->nf++] = (prof_flow){from->seq, to->seq};
+    td__prefetch_w((char *)(b->flows + b->nf) + PREFETCH_AHEAD);
 }
 
 void td__prof_push(const td__opr *op, uint64_t t_push) {
@@ -240,6 +244,10 @@ void td__prof_push(const td__opr *op, uint64_t t_push) {
         w[2] = (uint64_t)(uintptr_t)op->name;
     }
     b->np += (size_t)k;
+    /* Records fill fresh memory in order: fetch the lines a few records
+     * ahead for writing, so that the push's next atomic step does not wait
+     * for the line this record was written into. */
+    td__prefetch_w(b->pushes + b->np + PREFETCH_AHEAD / sizeof *b->pushes);
     b->npush++;
 }
 
@@ -272,6 +280,7 @@ void td__prof_record(const td__opr *op, int status, int depth) {
         return;
     }
     end_rec *r = &b->ends[b->ne++];
+    td__prefetch_w((char *)r + PREFETCH_AHEAD);
     r->seq = op->seq;
     r->t_ready = op->prof == TD__PROF_READY_LATER ? op->t_ready
                  : op->prof == TD__PROF_READY_AT_PUSH ? 0
