@@ -305,6 +305,26 @@ Test(profiler, random_dag_flows_are_resolved_dependencies_and_results_match, .ti
     remove(path);
 }
 
+/* td_profiler_summary's text (caller frees). */
+static char *summary_text(void) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    cr_assert_not_null(mem);
+    cr_assert_eq(td_profiler_summary(mem), TD_OK, "%s", td_last_error());
+    fclose(mem);
+    return text;
+}
+
+/* The count in the summary's row for name (which must be there). */
+static unsigned long long summary_count(const char *text, const char *name, int engine) {
+    const char *line = strstr(text, name);
+    cr_assert_not_null(line, "%s engine: the summary has no row for %s:\n%s", tt_engine_name(engine), name, text);
+    unsigned long long c = 0;
+    cr_assert_eq(sscanf(line + strlen(name), "%llu", &c), 1);
+    return c;
+}
+
 Test(profiler, summary_counts_equal_the_ops_pushed, .timeout = 60) {
     TT_FOR_EACH_ENGINE(engine) {
         tt_start(engine, 2);
@@ -318,16 +338,9 @@ Test(profiler, summary_counts_equal_the_ops_pushed, .timeout = 60) {
                 tt_push(&o);
             }
         cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
-        char *text = NULL;
-        size_t len = 0;
-        FILE *mem = open_memstream(&text, &len);
-        cr_assert_eq(td_profiler_summary(mem), TD_OK, "%s", td_last_error());
-        fclose(mem);
+        char *text = summary_text();
         for (int k = 0; k < 3; k++) {
-            const char *line = strstr(text, names[k]);
-            cr_assert_not_null(line, "the summary has no row for %s:\n%s", names[k], text);
-            unsigned long long c = 0;
-            cr_assert_eq(sscanf(line + strlen(names[k]), "%llu", &c), 1);
+            unsigned long long c = summary_count(text, names[k], engine);
             cr_assert_eq(c, (unsigned long long)counts[k], "%s engine: %s counted %llu, pushed %d",
                          tt_engine_name(engine), names[k], c, counts[k]);
         }
@@ -357,18 +370,10 @@ Test(profiler, summary_names_past_the_interned_ones, .timeout = 60) {
             snprintf(name, sizeof name, "overwritten"); /* td_push kept its copy */
         }
         cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
-        char *text = NULL;
-        size_t len = 0;
-        FILE *mem = open_memstream(&text, &len);
-        cr_assert_eq(td_profiler_summary(mem), TD_OK, "%s", td_last_error());
-        fclose(mem);
+        char *text = summary_text();
         for (int k = 0; k < 3; k++) {
             snprintf(name, sizeof name, "late_%s_%d ", engine ? "n" : "t", k);
-            const char *line = strstr(text, name);
-            cr_assert_not_null(line, "%s engine: the summary has no row for %s:\n%s", tt_engine_name(engine), name,
-                               text);
-            unsigned long long c = 0;
-            cr_assert_eq(sscanf(line + strlen(name), "%llu", &c), 1);
+            unsigned long long c = summary_count(text, name, engine);
             cr_assert_eq(c, 10ull, "%s engine: %s counted %llu, pushed 10", tt_engine_name(engine), name, c);
         }
         cr_assert_null(strstr(text, "overwritten"));
