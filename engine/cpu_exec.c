@@ -598,14 +598,36 @@ static void set_short(td__executor *ex, int all) {
 }
 
 /* Puts this worker's batch back at the head of the FIFO. */
-static void give_back(td__executor *ex) {
-    worker *w = tls_w;
+/* w's batch becomes first..last (k ops). */
+static void batch_set(worker *w, td__opr *first, td__opr *last, int k) {
     td__spin_lock(&w->blk);
-    td__opr *first = w->bhead, *last = w->btail;
-    int k = atomic_load_explicit(&w->bleft, memory_order_relaxed);
-    w->bhead = w->btail = NULL;
-    atomic_store_explicit(&w->bleft, 0, memory_order_relaxed);
+    w->bhead = first;
+    w->btail = last;
+    atomic_store_explicit(&w->bleft, k, memory_order_relaxed);
     td__spin_unlock(&w->blk);
+}
+
+/* Takes w's whole batch (only if w has taken nothing from it since its
+ * progress count read `prog`, unless prog is -1): returns its first op,
+ * *last and *k; NULL when there is none. */
+static td__opr *batch_detach(worker *w, long long prog, td__opr **last, int *k) {
+    td__opr *first = NULL;
+    td__spin_lock(&w->blk);
+    if (prog < 0 || atomic_load_explicit(&w->bprog, memory_order_relaxed) == (unsigned)prog) {
+        first = w->bhead;
+        *last = w->btail;
+        *k = atomic_load_explicit(&w->bleft, memory_order_relaxed);
+        w->bhead = w->btail = NULL;
+        atomic_store_explicit(&w->bleft, 0, memory_order_relaxed);
+    }
+    td__spin_unlock(&w->blk);
+    return first;
+}
+
+static void give_back(td__executor *ex) {
+    td__opr *last = NULL;
+    int k = 0;
+    td__opr *first = batch_detach(tls_w, -1, &last, &k);
     if (!first) return; /* stolen meanwhile */
     tls_bat.t0 = 0;
     set_short(ex, 0);
@@ -661,12 +683,7 @@ static td__opr *take_fifo(td__executor *ex) {
         op->qnext = NULL;
         tls_bat.k = k;
         if (rest) {
-            worker *w = tls_w;
-            td__spin_lock(&w->blk);
-            w->bhead = rest;
-            w->btail = last;
-            atomic_store_explicit(&w->bleft, k - 1, memory_order_relaxed);
-            td__spin_unlock(&w->blk);
+            batch_set(tls_w, rest, last, k - 1);
             td__prefetch_w(rest);
         }
         tls_depth = k - 1 + atomic_load_explicit(&ex->nfifo, memory_order_relaxed);
@@ -728,25 +745,13 @@ static int steal(td__executor *ex, worker *me) {
             continue;
         }
         if (now - me->seen_t[i] < ex->short_ticks) continue;
-        td__spin_lock(&v->blk);
-        td__opr *first = NULL, *last = NULL;
+        td__opr *last = NULL;
         int k = 0;
-        if (atomic_load_explicit(&v->bprog, memory_order_relaxed) == p) {
-            first = v->bhead;
-            last = v->btail;
-            k = atomic_load_explicit(&v->bleft, memory_order_relaxed);
-            v->bhead = v->btail = NULL;
-            atomic_store_explicit(&v->bleft, 0, memory_order_relaxed);
-        }
-        td__spin_unlock(&v->blk);
+        td__opr *first = batch_detach(v, p, &last, &k);
         me->seen_t[i] = 0;
         if (!first) continue;
         /* They are short ops, most likely: this worker's batch now, in order. */
-        td__spin_lock(&me->blk);
-        me->bhead = first;
-        me->btail = last;
-        atomic_store_explicit(&me->bleft, k, memory_order_relaxed);
-        td__spin_unlock(&me->blk);
+        batch_set(me, first, last, k);
         tls_bat.t0 = tls_bat.last = now;
         tls_bat.k = k;
         tls_depth = k;
