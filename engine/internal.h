@@ -157,7 +157,11 @@ struct td__opr {
     char *errmsg;             /* td_exec_set_error (malloc'd) */
     td__opr *qchild;          /* priority heap link (cpu_exec.c) */
     uint64_t qseq;
-    uint64_t t_ready, t_start; /* profiler times (td__prof_ticks), by the thread that makes it ready / runs it */
+    /* Profiler times (td__prof_ticks), by the thread that makes it ready /
+     * runs it.  Once its end record is written, t_ready holds its end time,
+     * which the op it makes ready takes as its ready time (var.c). */
+    uint64_t t_ready, t_start;
+    uint64_t prof_by; /* TD__PROF_READY_BY: the push number of the op whose end made it ready */
     /* line 5 */
     char name_buf[TD__NAME_MAX]; /* a name that could not be interned */
 };
@@ -264,8 +268,10 @@ int td__exec_depth(const td__executor *ex); /* ops in the ready queue */
 /* ---- profiler (profiler.c) ---- */
 extern atomic_int td__prof_on;
 /* op->prof: not recorded, recorded, recorded and ready at push, recorded
- * and made ready later (t_ready set). */
-enum { TD__PROF_OFF = 0, TD__PROF_ON = 1, TD__PROF_READY_AT_PUSH = 2, TD__PROF_READY_LATER = 3 };
+ * and made ready later (t_ready set), recorded and made ready by the end of
+ * op prof_by (t_ready set: its end time; the flow arrow goes in this op's
+ * end record instead of a flow record). */
+enum { TD__PROF_OFF = 0, TD__PROF_ON = 1, TD__PROF_READY_AT_PUSH = 2, TD__PROF_READY_LATER = 3, TD__PROF_READY_BY = 4 };
 /* The push record of a recorded op (on the pushing thread), after its push
  * number is taken. */
 void td__prof_push(const td__opr *op, uint64_t t_push);
@@ -285,8 +291,8 @@ static inline uint64_t td__prof_ticks(void) {
 #endif
     return uv_hrtime();
 }
-void td__prof_record(const td__opr *op, int status, int depth);
-void td__prof_flow(const td__opr *from, const td__opr *to);
+void td__prof_record(td__opr *op, int status, int depth);
+void td__prof_flow(uint64_t from_seq, uint64_t to_seq);
 td_status td__profiler_stop_internal(int drain);
 
 /* ---- naive engine (naive.c) ---- */

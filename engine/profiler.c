@@ -27,6 +27,7 @@ enum { PREFETCH_AHEAD = 4 * 64 };
 typedef struct {
     uint64_t seq, t_push, t_ready, t_start, t_end;
     uint64_t inflight;
+    uint64_t by; /* a flow arrow from op `by` (0: none; other arrows are flow records) */
     int32_t dev_kind, dev_id, worker, status; /* status: td_status, or -1 for skipped */
     int32_t depth;                           /* ready-queue depth when it started */
     uint16_t n_reads, n_writes;              /* how many vars (only PROF_VARS ids kept) */
@@ -50,11 +51,15 @@ typedef struct {
     char name[TD__NAME_MAX];
 } push_rec;
 
+/* Written by the worker that ends the op: one line per record. */
 typedef struct {
-    uint64_t seq, t_ready, t_start, t_end; /* t_ready 0: ready at push */
+    _Alignas(64) uint64_t seq;
+    uint64_t t_ready, t_start, t_end; /* t_ready 0: ready at push */
     uint64_t inflight;
+    uint64_t by; /* the op whose end made it ready (a flow arrow), or 0 */
     int32_t worker, status, depth;
 } end_rec;
+_Static_assert(sizeof(end_rec) == 64, "an end record is one cache line");
 
 typedef struct {
     uint64_t from, to;
@@ -187,6 +192,18 @@ static prof_buf *buf_get(void) {
     return b;
 }
 
+/* End records stay line-aligned (realloc keeps only malloc's alignment). */
+static int grow_ends(prof_buf *b) {
+    size_t nc = b->cape ? b->cape * 2 : 1024;
+    end_rec *ne = aligned_alloc(_Alignof(end_rec), nc * sizeof *ne);
+    if (!ne) return 0;
+    if (b->ne) memcpy(ne, b->ends, b->ne * sizeof *ne);
+    free(b->ends);
+    b->ends = ne;
+    b->cape = nc;
+    return 1;
+}
+
 static int grow(void **p, size_t *cap, size_t elem) {
     size_t nc = *cap ? *cap * 2 : 1024;
     void *np = realloc(*p, nc * elem);
@@ -196,14 +213,14 @@ static int grow(void **p, size_t *cap, size_t elem) {
     return 1;
 }
 
-void td__prof_flow(const td__opr *from, const td__opr *to) {
+void td__prof_flow(uint64_t from_seq, uint64_t to_seq) {
     prof_buf *b = buf_get();
     if (!b) return;
     if (b->nf == b->capf && !grow((void **)&b->flows, &b->capf, sizeof *b->flows)) {
         b->dropped++;
         return;
     }
-    b->flows[b->nf++] = (prof_flow){from->seq, to->seq};
+    b->flows[b->nf++] = (prof_flow){from_seq, to_seq};
     td__prefetch_w((char *)(b->flows + b->nf) + PREFETCH_AHEAD);
 }
 
@@ -272,25 +289,30 @@ static size_t push_unpack(const uint64_t *w, push_rec *r) {
     return len;
 }
 
-void td__prof_record(const td__opr *op, int status, int depth) {
+void td__prof_record(td__opr *op, int status, int depth) {
+    uint64_t t_end = td__prof_ticks();
     prof_buf *b = buf_get();
-    if (!b) return;
-    if (b->ne == b->cape && !grow((void **)&b->ends, &b->cape, sizeof *b->ends)) {
+    if (b && b->ne == b->cape && !grow_ends(b)) {
         b->dropped++;
-        return;
+        b = NULL;
     }
-    end_rec *r = &b->ends[b->ne++];
-    td__prefetch_w((char *)r + PREFETCH_AHEAD);
-    r->seq = op->seq;
-    r->t_ready = op->prof == TD__PROF_READY_LATER ? op->t_ready
-                 : op->prof == TD__PROF_READY_AT_PUSH ? 0
-                                                      : op->t_start;
-    r->t_start = op->t_start;
-    r->t_end = td__prof_ticks();
-    r->inflight = atomic_load_explicit(&td__g.inflight, memory_order_relaxed);
-    r->worker = op->ex.worker;
-    r->status = status;
-    r->depth = depth;
+    if (b) {
+        end_rec *r = &b->ends[b->ne++];
+        td__prefetch_w((char *)r + PREFETCH_AHEAD);
+        int p = op->prof;
+        r->seq = op->seq;
+        r->t_ready = p == TD__PROF_READY_LATER || p == TD__PROF_READY_BY ? op->t_ready
+                     : p == TD__PROF_READY_AT_PUSH                         ? 0
+                                                                           : op->t_start;
+        r->t_start = op->t_start;
+        r->t_end = t_end;
+        r->inflight = atomic_load_explicit(&td__g.inflight, memory_order_relaxed);
+        r->by = p == TD__PROF_READY_BY ? op->prof_by : 0;
+        r->worker = op->ex.worker;
+        r->status = status;
+        r->depth = depth;
+    }
+    op->t_ready = t_end; /* the ready time of the op it makes ready (var.c) */
 }
 
 /* ---- the trace ---- */
@@ -322,6 +344,24 @@ static int pid_of(const prof_rec *r) { return r->dev_kind * 1000 + r->dev_id; }
 static double us(uint64_t t, uint64_t t0) { return (double)(int64_t)(t - t0) * tick_ns / 1000.0; }
 
 static const char *status_text(int st) { return st < 0 ? "skipped" : td_status_name((td_status)st); }
+
+/* One flow arrow (a start and a finish event) from op a to op c, times
+ * from t0; nothing when either has no record. */
+static void flow_event(FILE *f, int *first, uint64_t t0, uint64_t *id, const prof_rec *a, const prof_rec *c) {
+    if (!a || !c) return;
+    ++*id;
+    double ts_a = us(a->t_end, t0) - 0.001;
+    if (ts_a < us(a->t_start, t0)) ts_a = us(a->t_start, t0);
+    fprintf(f, "%s{\"ph\":\"s\",\"cat\":\"dep\",\"name\":\"dep\",\"id\":%llu,\"pid\":%d,\"tid\":%d,\"ts\":%.3f,"
+               "\"args\":{\"from\":%llu,\"to\":%llu}}",
+            *first ? "" : ",\n", (unsigned long long)*id, pid_of(a), a->worker < 0 ? 0 : a->worker, ts_a,
+            (unsigned long long)a->seq, (unsigned long long)c->seq);
+    fprintf(f, ",\n{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"dep\",\"name\":\"dep\",\"id\":%llu,\"pid\":%d,\"tid\":%d,"
+               "\"ts\":%.3f,\"args\":{\"from\":%llu,\"to\":%llu}}",
+            (unsigned long long)*id, pid_of(c), c->worker < 0 ? 0 : c->worker, us(c->t_start, t0),
+            (unsigned long long)a->seq, (unsigned long long)c->seq);
+    *first = 0;
+}
 
 static td_status write_trace(const char *path, prof_rec **sorted, size_t n, unsigned session) {
     char tmp[4200];
@@ -379,25 +419,15 @@ static td_status write_trace(const char *path, prof_rec **sorted, size_t n, unsi
                 SEP(), pid_of(r), us(r->t_end, t0), (unsigned long long)r->inflight);
     }
     /* Flows: from the end of the op that released a dependency to the start
-     * of the op that was waiting for it. */
+     * of the op that was waiting for it.  The last release of an op is in
+     * its own record (by); others are flow records. */
     uint64_t id = 0;
+    for (size_t i = 0; i < n; i++)
+        if (sorted[i]->by) flow_event(f, &first, t0, &id, find_rec(sorted, n, sorted[i]->by), sorted[i]);
     for (prof_buf *b = bufs; b; b = b->next) {
         if (b->session != session) continue;
-        for (size_t i = 0; i < b->nf; i++) {
-            prof_rec *a = find_rec(sorted, n, b->flows[i].from), *c = find_rec(sorted, n, b->flows[i].to);
-            if (!a || !c) continue;
-            id++;
-            double ts_a = us(a->t_end, t0) - 0.001;
-            if (ts_a < us(a->t_start, t0)) ts_a = us(a->t_start, t0);
-            fprintf(f, "%s{\"ph\":\"s\",\"cat\":\"dep\",\"name\":\"dep\",\"id\":%llu,\"pid\":%d,\"tid\":%d,\"ts\":%.3f,"
-                       "\"args\":{\"from\":%llu,\"to\":%llu}}",
-                    SEP(), (unsigned long long)id, pid_of(a), a->worker < 0 ? 0 : a->worker, ts_a,
-                    (unsigned long long)a->seq, (unsigned long long)c->seq);
-            fprintf(f, "%s{\"ph\":\"f\",\"bp\":\"e\",\"cat\":\"dep\",\"name\":\"dep\",\"id\":%llu,\"pid\":%d,\"tid\":%d,"
-                       "\"ts\":%.3f,\"args\":{\"from\":%llu,\"to\":%llu}}",
-                    SEP(), (unsigned long long)id, pid_of(c), c->worker < 0 ? 0 : c->worker, us(c->t_start, t0),
-                    (unsigned long long)a->seq, (unsigned long long)c->seq);
-        }
+        for (size_t i = 0; i < b->nf; i++)
+            flow_event(f, &first, t0, &id, find_rec(sorted, n, b->flows[i].from), find_rec(sorted, n, b->flows[i].to));
     }
 #undef SEP
     fputs("\n]}\n", f);
@@ -477,6 +507,7 @@ static prof_rec **collect(unsigned session, size_t *n_out) {
             r->t_start = e->t_start;
             r->t_end = e->t_end;
             r->inflight = e->inflight;
+            r->by = e->by;
             r->dev_kind = p->dev_kind;
             r->dev_id = p->dev_id;
             r->worker = e->worker;

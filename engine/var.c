@@ -230,14 +230,38 @@ static int release_locked(td__access *a, td__access **granted) {
 
 /* Hands the granted accesses to their ops; `by` is the op whose release
  * granted them (for the profiler's flow arrows). */
+static void grant_recorded(const td__opr *by, td__opr *op);
+
 static void grant_all(const td__opr *by, td__access *g) {
     while (g) {
         td__access *next = g->next;
         td__opr *op = g->op;
-        if (TD__UNLIKELY(by->prof) && op->kind == TD__OPK_NORMAL) td__prof_flow(by, op);
-        if (atomic_fetch_sub_explicit(&op->wait, 1, memory_order_acq_rel) == 1) td__op_ready(op);
+        if (TD__UNLIKELY(by->prof) && op->kind == TD__OPK_NORMAL) grant_recorded(by, op);
+        else if (atomic_fetch_sub_explicit(&op->wait, 1, memory_order_acq_rel) == 1) td__op_ready(op);
         g = next;
     }
+}
+
+/* A grant by a recorded op (whose end record is written: by->t_ready holds
+ * its end time).  The grant that makes a recorded op ready puts the flow
+ * arrow and the ready time (by's end) in that op's record, for its own end
+ * record: no flow record and no clock read.  Other grants write a flow
+ * record. */
+static void grant_recorded(const td__opr *by, td__opr *op) {
+    uint64_t seq = op->seq; /* after the count-down, op may run and end */
+    uint8_t prof = op->prof;
+    if (atomic_fetch_sub_explicit(&op->wait, 1, memory_order_acq_rel) != 1) {
+        td__prof_flow(by->seq, seq);
+        return;
+    }
+    if (prof == TD__PROF_ON && !op->parked) {
+        op->t_ready = by->t_ready;
+        op->prof_by = by->seq;
+        op->prof = TD__PROF_READY_BY;
+    } else {
+        td__prof_flow(by->seq, seq);
+    }
+    td__op_ready(op);
 }
 
 void td__var_release(td__access *a) {
