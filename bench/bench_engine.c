@@ -9,8 +9,9 @@
  *
  * The run is a series of rounds.  Each round runs, one after the other:
  *   1. tide, threaded engine (td_config_default, in this process): one trial
- *      of each shape, the two-chains run and, when tide has a profiler, one
- *      independent trial with the profiler on;
+ *      of each shape, the two-chains run and, when tide has a profiler, a
+ *      pair of independent trials, one with the profiler on and one with it
+ *      off (in turn the first of the pair);
  *   2. tide, naive engine (TD_ENGINE_NAIVE): one trial of each shape and the
  *      two-chains run;
  *   3. peer_starpu_engine, a child process: warm-up, then one trial of each;
@@ -31,8 +32,12 @@
  *     time / naive time (ideal on 2 workers: 0.5).
  *   engine.profiler_on.ratio_vs_off: independent shape, threaded, with
  *     td_profiler_start(path) before the timed part and td_profiler_stop()
- *     after it (the dump is not timed) / the same with the profiler off.
- *     Measured only when tide has td_profiler_start.
+ *     after it (the dump is not timed) / the same with the profiler off, in
+ *     the trial next to it: median of the on trials / median of those off
+ *     trials.  The pairs run at the same point of each round, so both sides
+ *     see the same machine state (the round's other trials run right after
+ *     warm-up, these after the two-chains run).  Measured only when tide has
+ *     td_profiler_start.
  *
  * Usage: bench_engine [--quick] [--ops N] [--trials N] [--chain-ops N]
  * Human-readable lines first, then `figure <name> <value> <unit>` lines.
@@ -444,7 +449,7 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     double thr[NSHAPES][MAX_ROUNDS], nai[NSHAPES][MAX_ROUNDS], push[NSHAPES][MAX_ROUNDS];
-    double chains_thr[MAX_ROUNDS], chains_nai[MAX_ROUNDS], prof_on[MAX_ROUNDS];
+    double chains_thr[MAX_ROUNDS], chains_nai[MAX_ROUNDS], prof_on[MAX_ROUNDS], prof_off[MAX_ROUNDS];
     int nprof = 0, prof_failed = 0;
     long csw_vol = 0, csw_invol = 0, csw_ops = 0, csw_shape[NSHAPES] = {0};
     double chains_cpu_ms[MAX_ROUNDS];
@@ -472,13 +477,16 @@ int main(int argc, char **argv) {
         chains_thr[r] = run_two_chains(&vs, (int)chain_ops, iters_per_ms);
         chains_cpu_ms[r] = (usage_now().cpu_us - u0.cpu_us) / 1000.0;
         if (prof && !prof_failed) {
+            /* The off trial of the pair: before the on trial in even rounds,
+             * after it in odd ones. */
+            if (r % 2 == 0) prof_off[nprof] = run_shape(&vs, SHAPE_INDEPENDENT, ops, NULL);
             td_status st = td_profiler_start(trace_path);
             if (st != TD_OK) {
                 printf("td_profiler_start failed: %s (%s); profiler figure skipped\n", td_strerror(st),
                        td_last_error());
                 prof_failed = 1;
             } else {
-                prof_on[nprof++] = run_shape(&vs, SHAPE_INDEPENDENT, ops, NULL);
+                prof_on[nprof] = run_shape(&vs, SHAPE_INDEPENDENT, ops, NULL);
                 st = td_profiler_stop();
                 if (st != TD_OK) {
                     printf("td_profiler_stop failed: %s (%s); profiler figure skipped\n", td_strerror(st),
@@ -486,6 +494,8 @@ int main(int argc, char **argv) {
                     prof_failed = 1;
                 }
                 remove(trace_path);
+                if (r % 2 == 1) prof_off[nprof] = run_shape(&vs, SHAPE_INDEPENDENT, ops, NULL);
+                if (!prof_failed) nprof++;
             }
         }
         vars_free(&vs);
@@ -552,7 +562,12 @@ int main(int argc, char **argv) {
     if (prof && !prof_failed && nprof > 0) {
         printf("profiler on, independent: min %.4f median %.4f us/op (%d trials)\n", bench_min(prof_on, nprof),
                bench_median(prof_on, nprof), nprof);
-        prof_ratio = bench_median(prof_on, nprof) / med_thr[SHAPE_INDEPENDENT];
+        printf("profiler off, the trials paired with those: min %.4f median %.4f us/op\n", bench_min(prof_off, nprof),
+               bench_median(prof_off, nprof));
+        prof_ratio = bench_median(prof_on, nprof) / bench_median(prof_off, nprof);
+        printf("profiler on / off: %.3f (medians of the pairs), %.3f (their mins), %.3f (on / the independent figure)\n",
+               prof_ratio, bench_min(prof_on, nprof) / bench_min(prof_off, nprof),
+               bench_median(prof_on, nprof) / med_thr[SHAPE_INDEPENDENT]);
     } else if (!prof) {
         printf("engine.profiler_on.ratio_vs_off: not measured yet (this tide has no td_profiler_start)\n");
     }
