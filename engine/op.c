@@ -240,7 +240,6 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
     op->ex.worker = -1;
     op->parked = 0;
     op->prof = atomic_load_explicit(&td__prof_on, memory_order_acquire) ? TD__PROF_ON : TD__PROF_OFF;
-    uint64_t t_push = TD__UNLIKELY(op->prof) ? td__prof_ticks() : 0;
     if (o->flags & TD__OP_STATIC_NAME) {
         op->name = name;
     } else if (!(op->name = name_intern(name))) {
@@ -266,6 +265,12 @@ td_status td__push_ex(const td_op *o, td__push_x *x) {
         return td__naive_submit(op);
     }
     if (op->out_bytes && !nested) td__bp_reserve(op->out_bytes);
+    /* The push time, read just before the locked steps of numbering the op:
+     * the clock read's micro-ops then run while those wait for earlier
+     * stores (measured with the workers held: a recorded push cost 24 ns
+     * more than a plain one with the read at the top of td_push, 15 ns with
+     * it here, 30 ns with it after them). */
+    uint64_t t_push = TD__UNLIKELY(op->prof) ? td__prof_ticks() : 0;
     for (;;) {
         td__account_push(op);
         if (nested || TD__LIKELY(atomic_load(&td__g.state) == TD__RUNNING)) break;
