@@ -503,7 +503,11 @@ static prof_rec **collect(unsigned session, size_t *n_out) {
             prof_rec *r = &merged[n];
             r->seq = p->seq;
             r->t_push = p->t_push;
-            r->t_ready = e->t_ready ? e->t_ready : p->t_push;
+            /* Made ready by another op's end: that end may have been read
+             * just before this op's push time (the push read its clock, then
+             * queued on the var; the ending op read its clock, then released
+             * the var), and an op is never ready before its push. */
+            r->t_ready = e->t_ready && e->t_ready > p->t_push ? e->t_ready : p->t_push;
             r->t_start = e->t_start;
             r->t_end = e->t_end;
             r->inflight = e->inflight;
