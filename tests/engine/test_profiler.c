@@ -8,6 +8,7 @@
  * op it points to starts.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,6 +120,79 @@ Test(profiler, a_chain_queued_behind_a_gate_has_exactly_one_flow_per_link, .time
     cJSON_Delete(root);
     remove(path);
     td_var_free(x);
+    tt_stop(TD_OK);
+}
+
+/* An op's times from its 'X' event: start, end, push and ready (us). */
+typedef struct {
+    double ts, end, pushed, ready;
+    int found;
+} op_times;
+
+static op_times times_of(const cJSON *root, uint64_t push) {
+    op_times t = {0};
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "traceEvents")) {
+        if (strcmp(ph_of(e), "X") != 0) continue;
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(e, "args");
+        if ((uint64_t)num(args, "push") != push) continue;
+        t.ts = num(e, "ts");
+        t.end = t.ts + num(e, "dur");
+        t.pushed = num(args, "pushed_us");
+        t.ready = num(args, "ready_us");
+        t.found = 1;
+    }
+    cr_assert(t.found, "no op event for push #%llu", (unsigned long long)push);
+    return t;
+}
+
+/* Times are printed to 1 ns; an end is start + duration, each rounded. */
+#define NEAR(a, b) (fabs((a) - (b)) <= 0.0025)
+
+Test(profiler, ready_times_are_the_push_or_the_end_that_released_the_op, .timeout = 60) {
+    char path[128];
+    tmp_path(path, sizeof path, "ready");
+    tt_start(TD_ENGINE_THREADED, 1);
+    td_var *x = tt_var(), *y = tt_var();
+    cr_assert_eq(td_profiler_start(path), TD_OK, "%s", td_last_error());
+    atomic_store(&gate_open, 0);
+    td_op g = tt_op("gate", gate, NULL, NULL, 0, &x, 1);
+    tt_push(&g);
+    enum { K = 10 };
+    for (int i = 0; i < K; i++) {
+        td_op o = tt_op("link", nop, NULL, NULL, 0, &x, 1);
+        tt_push(&o);
+    }
+    td_op free_op = tt_op("free", nop, NULL, NULL, 0, &y, 1); /* y is free: ready at push */
+    tt_push(&free_op);
+    atomic_store(&gate_open, 1);
+    cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
+    cJSON *root = load_trace(path);
+    uint64_t pairs[64][2];
+    int n = flows_of(root, pairs, 64);
+    cr_assert_eq(n, K);
+    uint64_t gate_push = UINT64_MAX;
+    for (int i = 0; i < n; i++)
+        if (pairs[i][0] < gate_push) gate_push = pairs[i][0];
+    op_times prev = times_of(root, gate_push);
+    cr_assert(NEAR(prev.ready, prev.pushed), "the gate was ready at push: ready %.3f, pushed %.3f", prev.ready,
+              prev.pushed);
+    for (uint64_t p = gate_push + 1; p <= gate_push + K; p++) {
+        op_times t = times_of(root, p);
+        cr_assert(NEAR(t.ready, prev.end), "push #%llu: ready at %.3f, but the op before it ended at %.3f",
+                  (unsigned long long)p, t.ready, prev.end);
+        cr_assert_geq(t.ready, t.pushed, "push #%llu ready (%.3f) before its push (%.3f)", (unsigned long long)p,
+                      t.ready, t.pushed);
+        cr_assert_geq(t.ts, t.ready - 0.0025, "push #%llu started (%.3f) before it was ready (%.3f)",
+                      (unsigned long long)p, t.ts, t.ready);
+        prev = t;
+    }
+    op_times f = times_of(root, gate_push + K + 1);
+    cr_assert(NEAR(f.ready, f.pushed), "an op on a free var: ready %.3f, pushed %.3f", f.ready, f.pushed);
+    cJSON_Delete(root);
+    remove(path);
+    td_var_free(x);
+    td_var_free(y);
     tt_stop(TD_OK);
 }
 
