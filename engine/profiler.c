@@ -51,13 +51,15 @@ typedef struct {
     char name[TD__NAME_MAX];
 } push_rec;
 
-/* Written by the worker that ends the op: one line per record. */
+/* Written by the worker that ends the op: one line per record (64 bytes,
+ * in a buffer that starts on a line: grow_ends). */
 typedef struct {
-    _Alignas(64) uint64_t seq;
+    uint64_t seq;
     uint64_t t_ready, t_start, t_end; /* t_ready 0: ready at push */
     uint64_t inflight;
     uint64_t by; /* the op whose end made it ready (a flow arrow), or 0 */
     int32_t worker, status, depth;
+    int32_t pad_;
 } end_rec;
 _Static_assert(sizeof(end_rec) == 64, "an end record is one cache line");
 
@@ -195,7 +197,7 @@ static prof_buf *buf_get(void) {
 /* End records stay line-aligned (realloc keeps only malloc's alignment). */
 static int grow_ends(prof_buf *b) {
     size_t nc = b->cape ? b->cape * 2 : 1024;
-    end_rec *ne = aligned_alloc(_Alignof(end_rec), nc * sizeof *ne);
+    end_rec *ne = aligned_alloc(64, nc * sizeof *ne);
     if (!ne) return 0;
     if (b->ne) memcpy(ne, b->ends, b->ne * sizeof *ne);
     free(b->ends);
