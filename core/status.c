@@ -108,15 +108,13 @@ uint64_t td__now_ns(void) {
 int td__spin_until(int (*done)(const void *arg), const void *arg, uint64_t spin_ns, uint64_t yield_ns) {
     uint64_t t0 = td__now_ns();
     int yielding = spin_ns == 0;
-    for (unsigned i = 1;; i++) {
+    for (;;) {
         if (done(arg)) return 1;
-        if (yielding || (i & 31) == 0) {
-            uint64_t t = td__now_ns() - t0;
-            if (t > yield_ns) return 0;
-            yielding = t > spin_ns;
-        }
+        uint64_t t = td__now_ns() - t0;
+        if (t > yield_ns) return 0;
+        yielding = t > spin_ns;
         if (yielding) sched_yield();
-        else td__cpu_relax();
+        else td__cpu_relax_n(TD__POLL_PAUSES);
     }
 }
 

@@ -256,10 +256,10 @@ static void maybe_wake(td__executor *ex, int queued) {
         return;
     }
     uint64_t t0 = uv_hrtime();
-    for (unsigned i = 1;; i++) {
-        td__cpu_relax();
+    for (;;) {
+        td__cpu_relax_n(TD__POLL_PAUSES);
         if (atomic_load(&ex->spinning) || !queue_nonempty(ex)) return;
-        if ((i & 7) == 0 && uv_hrtime() - t0 > WAKE_DELAY_NS) break;
+        if (uv_hrtime() - t0 > WAKE_DELAY_NS) break;
     }
     wake(ex, 0);
 }
@@ -403,7 +403,7 @@ td_status td_parallel_for(const td_exec *ctx, int64_t n, int64_t grain, td_range
     atomic_fetch_sub(&ex->njobs, 1);
     /* Every chunk is claimed; wait for helpers still running theirs. */
     for (unsigned i = 0; atomic_load_explicit(&j.helpers, memory_order_acquire) > 0; i++) {
-        if (i < 1024) td__cpu_relax();
+        if (i < 32) td__cpu_relax_n(TD__POLL_PAUSES);
         else uv_sleep(0);
     }
     return TD_OK;
@@ -465,9 +465,9 @@ static int idle_wait(td__executor *ex, int primary, int me) {
     if (has_work(ex)) return 1;
     for (unsigned i = 1;; i++) {
         if (bell_rang(ex, b0)) return 1;
-        if (yielding || (i & 31) == 0) {
-            /* (Every 128 spins, about 2 us: each look takes the owner's line.) */
-            if ((yielding || (i & 127) == 0) && ex->n_alloc > 1 && steal(ex, tls_w)) return 1;
+        {
+            /* (Every 4 looks, about 2 us: each look takes the owner's line.) */
+            if ((yielding || (i & 3) == 0) && ex->n_alloc > 1 && steal(ex, tls_w)) return 1;
             uint64_t t = td__now_ns();
             if (atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) td__account_flush();
             /* Deferred ops wait for a later op that may fuse them, but not
@@ -493,7 +493,7 @@ static int idle_wait(td__executor *ex, int primary, int me) {
             yielding = uw || t - t0 > ex->spin_ns;
         }
         if (yielding) sched_yield();
-        else td__cpu_relax();
+        else td__cpu_relax_n(TD__POLL_PAUSES);
     }
 }
 
@@ -539,9 +539,9 @@ static int batch_delay(td__executor *ex) {
     if (atomic_load_explicit(&ex->nfifo, memory_order_relaxed) >= BATCH_MIN) return 0;
     for (unsigned i = 1;; i++) {
         if (bell_rang(ex, b0) || atomic_load_explicit(&td__g.user_waiting, memory_order_relaxed) > 0) return 0;
-        if ((i & 15) == 0 && td__now_ns() - t0 > ex->batch_ns) return 1;
-        if ((i & 127) == 0 && ex->n_alloc > 1 && steal(ex, tls_w)) return 0;
-        td__cpu_relax();
+        if (td__now_ns() - t0 > ex->batch_ns) return 1;
+        if ((i & 3) == 0 && ex->n_alloc > 1 && steal(ex, tls_w)) return 0;
+        td__cpu_relax_n(TD__POLL_PAUSES);
     }
 }
 
