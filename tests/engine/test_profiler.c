@@ -91,20 +91,27 @@ static td_status gate(void *arg, const td_exec *ex) {
     return TD_OK;
 }
 
+/* Starts recording to path, then pushes a gate op writing x (held until
+ * gate_open) and k ops writing x behind it: a chain whose links are all
+ * queued before the first can run. */
+static void record_gated_chain(const char *path, td_var *x, int k) {
+    cr_assert_eq(td_profiler_start(path), TD_OK, "%s", td_last_error());
+    atomic_store(&gate_open, 0);
+    td_op g = tt_op("gate", gate, NULL, NULL, 0, &x, 1);
+    tt_push(&g);
+    for (int i = 0; i < k; i++) {
+        td_op o = tt_op("link", nop, NULL, NULL, 0, &x, 1);
+        tt_push(&o);
+    }
+}
+
 Test(profiler, a_chain_queued_behind_a_gate_has_exactly_one_flow_per_link, .timeout = 60) {
     char path[128];
     tmp_path(path, sizeof path, "chain");
     tt_start(TD_ENGINE_THREADED, 1);
     td_var *x = tt_var();
-    cr_assert_eq(td_profiler_start(path), TD_OK, "%s", td_last_error());
-    atomic_store(&gate_open, 0);
-    td_op g = tt_op("gate", gate, NULL, NULL, 0, &x, 1);
-    tt_push(&g);
     enum { K = 20 };
-    for (int i = 0; i < K; i++) {
-        td_op o = tt_op("link", nop, NULL, NULL, 0, &x, 1);
-        tt_push(&o);
-    }
+    record_gated_chain(path, x, K);
     atomic_store(&gate_open, 1);
     cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
     cJSON *root = load_trace(path);
@@ -154,15 +161,8 @@ Test(profiler, ready_times_are_the_push_or_the_end_that_released_the_op, .timeou
     tmp_path(path, sizeof path, "ready");
     tt_start(TD_ENGINE_THREADED, 1);
     td_var *x = tt_var(), *y = tt_var();
-    cr_assert_eq(td_profiler_start(path), TD_OK, "%s", td_last_error());
-    atomic_store(&gate_open, 0);
-    td_op g = tt_op("gate", gate, NULL, NULL, 0, &x, 1);
-    tt_push(&g);
     enum { K = 10 };
-    for (int i = 0; i < K; i++) {
-        td_op o = tt_op("link", nop, NULL, NULL, 0, &x, 1);
-        tt_push(&o);
-    }
+    record_gated_chain(path, x, K);
     td_op free_op = tt_op("free", nop, NULL, NULL, 0, &y, 1); /* y is free: ready at push */
     tt_push(&free_op);
     atomic_store(&gate_open, 1);
