@@ -15,26 +15,10 @@
 #include "engine/internal.h"
 #include "ndarray/internal.h"
 
-/* Live array handles, counted per thread (a shard each, so a handle made
- * on one thread and freed on another moves no shared line per op); the
- * total is the sum. */
-enum { LIVE_SHARDS = 16 };
-static struct {
-    _Alignas(64) atomic_llong n;
-} live_shard[LIVE_SHARDS];
-static atomic_int live_next;
-static _Thread_local int live_idx = -1;
-
-static inline void live_add(long long d) {
-    if (TD__UNLIKELY(live_idx < 0)) live_idx = atomic_fetch_add(&live_next, 1) % LIVE_SHARDS;
-    atomic_fetch_add_explicit(&live_shard[live_idx].n, d, memory_order_relaxed);
-}
-
-static long long live_total(void) {
-    long long t = 0;
-    for (int i = 0; i < LIVE_SHARDS; i++) t += atomic_load_explicit(&live_shard[i].n, memory_order_relaxed);
-    return t;
-}
+/* Live array handles: counted per thread (pool.c), so that a handle made on
+ * one thread and freed on another moves no shared line and takes no atomic
+ * step; the total is the sum. */
+static inline void live_add(long long d) { td__live_arrays_add(d); }
 
 void (*td__array_ag_free)(td_array *a);
 td_array *(*td__array_view_hook)(td_array *base, td_array *view, int kind, const int64_t *args, int nargs);
@@ -386,7 +370,7 @@ int td_is_contiguous(const td_array *a) {
 }
 
 td_array_stats td_array_stats_get(void) {
-    td_array_stats s = {live_total(), 0, 0};
+    td_array_stats s = {td__live_arrays(), 0, 0};
     td__pool_live(&s.live_storages, &s.storage_bytes);
     return s;
 }

@@ -97,6 +97,9 @@ static inline int td__array_in_graph(const td_array *a) { return a->node != NULL
 td__storage *td__pool_get(td__device *dev, size_t bytes);
 /* Storages handed out and not yet back, and their bytes. */
 void td__pool_live(int64_t *storages, int64_t *bytes);
+/* Live array handles (array.c counts them; per thread, in pool.c). */
+void td__live_arrays_add(long long d);
+long long td__live_arrays(void);
 /* Test hook: the system allocator fails once n more allocations have been
  * made (n < 0: never). */
 void td__pool_fail_after(long n);
