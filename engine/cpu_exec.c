@@ -837,9 +837,17 @@ static void worker_main(void *p) {
 }
 
 td__executor *td__cpu_exec_start(td__device *dev, int nworkers, td_status *st) {
-    td__executor *ex = calloc(1, sizeof *ex);
+    /* On a line boundary, so that its lines are the cache's lines: calloc
+     * gives 16 bytes, and with the executor at 48 past a line the pushing
+     * core's queue fields and the idle workers' bell shared a line (a stream
+     * of pushes ran at 0.15 us/op instead of 0.09 in such a process).  Two
+     * lines, as the cache fetches lines in pairs. */
+    size_t xbytes = (sizeof(td__executor) + 2 * TD__CACHELINE - 1) & ~(size_t)(2 * TD__CACHELINE - 1);
+    td__executor *ex = aligned_alloc(2 * TD__CACHELINE, xbytes);
+    if (ex) memset(ex, 0, xbytes);
     size_t wbytes = (size_t)nworkers * sizeof(worker); /* a multiple of the line */
-    worker *ws = aligned_alloc(TD__CACHELINE, wbytes);
+    wbytes = (wbytes + 2 * TD__CACHELINE - 1) & ~(size_t)(2 * TD__CACHELINE - 1);
+    worker *ws = aligned_alloc(2 * TD__CACHELINE, wbytes);
     if (ws) memset(ws, 0, wbytes);
     int seen_ok = ws != NULL;
     for (int i = 0; seen_ok && i < nworkers; i++) {
