@@ -14,6 +14,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "engine/internal.h"
 
@@ -27,7 +28,11 @@ static void reg_init(void) {
 }
 
 td_var *td__var_create(void (*dtor)(void *), void *dtor_arg) {
-    td_var *v = calloc(1, sizeof *v);
+    /* Each var on lines of its own: a push and a release write it, and a
+     * neighbour's var sharing a line would pass it between cores. */
+    size_t sz = (sizeof(td_var) + 2 * TD__CACHELINE - 1) & ~(size_t)(2 * TD__CACHELINE - 1);
+    td_var *v = aligned_alloc(2 * TD__CACHELINE, sz);
+    if (v) memset(v, 0, sizeof *v);
     if (!v) {
         td__fail(TD_ENOMEM, "td_var_new: out of memory");
         return NULL;
