@@ -89,6 +89,11 @@ typedef struct prof_buf {
     struct prof_buf *next_free; /* buffers of threads that exited */
 } prof_buf;
 
+/* A buffer's counts are written on every record by its thread: buffers on
+ * lines of their own (calloc put two threads' buffers on one line, and the
+ * pushing thread and a worker wrote it in turn on every op). */
+enum { PROF_BUF_ALIGN = 128, PROF_BUF_BYTES = (sizeof(prof_buf) + PROF_BUF_ALIGN - 1) / PROF_BUF_ALIGN * PROF_BUF_ALIGN };
+
 atomic_int td__prof_on;
 int td__prof_tsc;
 
@@ -177,7 +182,8 @@ static prof_buf *buf_get(void) {
         uv_mutex_lock(&prof_mu);
         if ((b = free_bufs) != NULL) {
             free_bufs = b->next_free;
-        } else if ((b = calloc(1, sizeof *b)) != NULL) {
+        } else if ((b = aligned_alloc(PROF_BUF_ALIGN, PROF_BUF_BYTES)) != NULL) {
+            memset(b, 0, PROF_BUF_BYTES);
             b->next = bufs;
             bufs = b;
             b->session = s;
