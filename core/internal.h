@@ -70,6 +70,16 @@ static inline void td__prefetch_w(const void *p) {
     __builtin_prefetch(p, 1, 3);
 #endif
 }
+#if defined(__x86_64__)
+/* The time-stamp counter (x86-64 only): a few ns to read, against 20-26 for
+ * the clock; callers convert it with a rate they measure. */
+#define TD__HAVE_TSC 1
+static inline uint64_t td__tsc(void) {
+    uint32_t lo, hi;
+    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
+    return (uint64_t)hi << 32 | lo;
+}
+#endif
 static inline void td__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

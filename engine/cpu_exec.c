@@ -556,14 +556,12 @@ static int batch_delay(td__executor *ex) {
  * worker while another has nothing to do. */
 enum { SHORT_NS = 2000 };
 
-/* Batch times are in ticks: the time-stamp counter on x86-64 (a few ns to
- * read, against 20-26 for the clock, and read once per op here), converted
- * with a rate measured when the executor starts. */
+/* Batch times are in ticks: the time-stamp counter where there is one
+ * (read once per op here), converted with a rate measured when the
+ * executor starts. */
 static inline uint64_t ticks(void) {
-#if defined(__x86_64__)
-    uint32_t lo, hi;
-    __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-    return (uint64_t)hi << 32 | lo;
+#ifdef TD__HAVE_TSC
+    return td__tsc();
 #else
     return td__now_ns();
 #endif
@@ -571,7 +569,7 @@ static inline uint64_t ticks(void) {
 
 /* SHORT_NS in ticks (100 us of measuring, once per executor). */
 static uint64_t short_ticks_measure(void) {
-#if defined(__x86_64__)
+#ifdef TD__HAVE_TSC
     uint64_t n0 = td__now_ns(), t0 = ticks(), n1, t1;
     while ((n1 = td__now_ns()) - n0 < 100000) td__cpu_relax();
     t1 = ticks();

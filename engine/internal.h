@@ -282,12 +282,8 @@ void td__prof_push(const td__opr *op, uint64_t t_push);
  * against the clock over the whole recording. */
 extern int td__prof_tsc;
 static inline uint64_t td__prof_ticks(void) {
-#if defined(__x86_64__)
-    if (TD__LIKELY(td__prof_tsc)) {
-        uint32_t lo, hi;
-        __asm__ __volatile__("rdtsc" : "=a"(lo), "=d"(hi));
-        return (uint64_t)hi << 32 | lo;
-    }
+#ifdef TD__HAVE_TSC
+    if (TD__LIKELY(td__prof_tsc)) return td__tsc();
 #endif
     return uv_hrtime();
 }
