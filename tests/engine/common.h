@@ -115,6 +115,13 @@ static inline void tt_push(const td_op *op) {
                  td_last_error());
 }
 
+/* An op that does nothing. */
+static inline td_status tt_noop(void *arg, const td_exec *ex) {
+    (void)arg;
+    (void)ex;
+    return TD_OK;
+}
+
 /* Whether s contains sub (a NULL s counts as empty). */
 static inline int tt_has(const char *s, const char *sub) { return s && strstr(s, sub) != NULL; }
 

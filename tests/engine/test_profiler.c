@@ -76,12 +76,6 @@ static int flows_of(const cJSON *root, uint64_t (*pairs)[2], int max) {
     return n;
 }
 
-static td_status nop(void *arg, const td_exec *ex) {
-    (void)arg;
-    (void)ex;
-    return TD_OK;
-}
-
 static atomic_int gate_open;
 static td_status gate(void *arg, const td_exec *ex) {
     (void)arg;
@@ -100,7 +94,7 @@ static void record_gated_chain(const char *path, td_var *x, int k) {
     td_op g = tt_op("gate", gate, NULL, NULL, 0, &x, 1);
     tt_push(&g);
     for (int i = 0; i < k; i++) {
-        td_op o = tt_op("link", nop, NULL, NULL, 0, &x, 1);
+        td_op o = tt_op("link", tt_noop, NULL, NULL, 0, &x, 1);
         tt_push(&o);
     }
 }
@@ -163,7 +157,7 @@ Test(profiler, ready_times_are_the_push_or_the_end_that_released_the_op, .timeou
     td_var *x = tt_var(), *y = tt_var();
     enum { K = 10 };
     record_gated_chain(path, x, K);
-    td_op free_op = tt_op("free", nop, NULL, NULL, 0, &y, 1); /* y is free: ready at push */
+    td_op free_op = tt_op("free", tt_noop, NULL, NULL, 0, &y, 1); /* y is free: ready at push */
     tt_push(&free_op);
     atomic_store(&gate_open, 1);
     cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
@@ -205,9 +199,9 @@ Test(profiler, readers_after_a_write_each_get_a_flow_and_the_next_write_one, .ti
     atomic_store(&gate_open, 0);
     td_op g = tt_op("gate-write", gate, NULL, NULL, 0, &x, 1);
     tt_push(&g);
-    td_op r1 = tt_op("reader", nop, NULL, &x, 1, NULL, 0);
-    td_op r2 = tt_op("reader", nop, NULL, &x, 1, NULL, 0);
-    td_op w2 = tt_op("write-after", nop, NULL, NULL, 0, &x, 1);
+    td_op r1 = tt_op("reader", tt_noop, NULL, &x, 1, NULL, 0);
+    td_op r2 = tt_op("reader", tt_noop, NULL, &x, 1, NULL, 0);
+    td_op w2 = tt_op("write-after", tt_noop, NULL, NULL, 0, &x, 1);
     tt_push(&r1);
     tt_push(&r2);
     tt_push(&w2);
@@ -408,7 +402,7 @@ Test(profiler, summary_counts_equal_the_ops_pushed, .timeout = 60) {
         const char *names[3] = {"alpha", "beta", "gamma"};
         for (int k = 0; k < 3; k++)
             for (int i = 0; i < counts[k]; i++) {
-                td_op o = tt_op(names[k], nop, NULL, NULL, 0, &v[(i + k) % 3], 1);
+                td_op o = tt_op(names[k], tt_noop, NULL, NULL, 0, &v[(i + k) % 3], 1);
                 tt_push(&o);
             }
         cr_assert_eq(td_profiler_stop(), TD_OK, "%s", td_last_error());
@@ -433,13 +427,13 @@ Test(profiler, summary_names_past_the_interned_ones, .timeout = 60) {
         char name[48];
         for (int i = 0; i < 4200; i++) { /* fill the intern table (not recorded) */
             snprintf(name, sizeof name, "filler_%d", i);
-            td_op o = tt_op(name, nop, NULL, NULL, 0, &v, 1);
+            td_op o = tt_op(name, tt_noop, NULL, NULL, 0, &v, 1);
             tt_push(&o);
         }
         cr_assert_eq(td_profiler_start(NULL), TD_OK, "%s", td_last_error());
         for (int i = 0; i < 30; i++) {
             snprintf(name, sizeof name, "late_%s_%d", engine ? "n" : "t", i % 3);
-            td_op o = tt_op(name, nop, NULL, NULL, 0, &v, 1);
+            td_op o = tt_op(name, tt_noop, NULL, NULL, 0, &v, 1);
             tt_push(&o);
             snprintf(name, sizeof name, "overwritten"); /* td_push kept its copy */
         }
@@ -475,7 +469,7 @@ Test(profiler, every_dump_is_valid_json_after_restarts_and_with_odd_names, .time
         cr_assert_eq(td_profiler_start(path), TD_OK, "%s", td_last_error());
         cr_assert_eq(td_profiler_start(path), TD_EINVAL, "a second start while recording is refused");
         for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
-            td_op o = tt_op(odd[i], nop, NULL, NULL, 0, &x, 1);
+            td_op o = tt_op(odd[i], tt_noop, NULL, NULL, 0, &x, 1);
             tt_push(&o);
         }
         td_op f = tt_op("fails", failing, NULL, NULL, 0, &x, 1);
@@ -514,7 +508,7 @@ Test(profiler, tide_profile_variable_writes_a_trace_at_shutdown, .timeout = 60) 
         td_var *x = td_var_new(); /* starts the runtime from td_config_default */
         if (!x || !td_profiler_is_on()) _exit(3);
         for (int i = 0; i < 50; i++) {
-            td_op o = tt_op("from-env", nop, NULL, NULL, 0, &x, 1);
+            td_op o = tt_op("from-env", tt_noop, NULL, NULL, 0, &x, 1);
             if (td_push(&o) != TD_OK) _exit(4);
         }
         td_var_free(x);

@@ -11,18 +11,12 @@ static td_status st_stuck(void *arg, const td_exec *ex) {
     return TD_OK;
 }
 
-static td_status st_noop(void *arg, const td_exec *ex) {
-    (void)arg;
-    (void)ex;
-    return TD_OK;
-}
-
 Test(stall, the_report_names_a_stuck_op_and_the_op_waiting_for_it, .timeout = 30) {
     tt_start(TD_ENGINE_THREADED, 2);
     td_var *v = tt_var(), *w = tt_var();
     td_op stuck = tt_op("stuck_op_xyz", st_stuck, NULL, NULL, 0, &v, 1);
     tt_push(&stuck);
-    td_op waiting = tt_op("waiting_op_abc", st_noop, NULL, &v, 1, &w, 1);
+    td_op waiting = tt_op("waiting_op_abc", tt_noop, NULL, &v, 1, &w, 1);
     tt_push(&waiting);
     cr_assert(tt_wait_at_least(&st_started, 1, 10.0), "the stuck op never started");
     char *buf = NULL;
@@ -45,7 +39,7 @@ Test(stall, the_report_names_a_stuck_op_and_the_op_waiting_for_it, .timeout = 30
 
 Test(stall, the_report_of_an_idle_runtime_names_no_op, .timeout = 30) {
     tt_start(TD_ENGINE_THREADED, 1);
-    td_op op = tt_op("finished_op_qrs", st_noop, NULL, NULL, 0, NULL, 0);
+    td_op op = tt_op("finished_op_qrs", tt_noop, NULL, NULL, 0, NULL, 0);
     tt_push(&op);
     cr_assert_eq(td_wait_all(), TD_OK);
     /* A worker may still be leaving the op it just finished when td_wait_all

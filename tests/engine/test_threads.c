@@ -405,20 +405,16 @@ Test(threads, an_op_queued_behind_a_long_op_wakes_a_sleeping_worker_without_a_wa
  * other to start (a rendezvous, 5 s at most) are pushed right behind a
  * stream of short ops, so they land in one worker's batch.  The other
  * worker must take the second while the first waits. */
-static atomic_int rv_started[2];
-static td_status rendezvous(void *arg, const td_exec *ex) {
+static atomic_int met[2];
+/* Op (int)arg of a pair: marks itself started, then waits (5 s at most) for
+ * the other to start. */
+static td_status meet(void *arg, const td_exec *ex) {
     (void)ex;
     int me = (int)(intptr_t)arg;
-    atomic_store(&rv_started[me], 1);
-    tt_wait_at_least(&rv_started[1 - me], 1, 5.0);
+    atomic_store(&met[me], 1);
+    tt_wait_at_least(&met[1 - me], 1, 5.0);
     return TD_OK;
 }
-static td_status short_op(void *arg, const td_exec *ex) {
-    (void)arg;
-    (void)ex;
-    return TD_OK;
-}
-
 Test(threads, two_waiting_ops_in_one_batch_run_on_two_workers, .timeout = 120) {
     tt_start(TD_ENGINE_THREADED, 2);
     enum { NV = 1024, NSHORT = 20000, AROUND = 256 };
@@ -427,22 +423,22 @@ Test(threads, two_waiting_ops_in_one_batch_run_on_two_workers, .timeout = 120) {
     for (int i = 0; i < NV; i++) v[i] = tt_var();
     td_var *r[2] = {tt_var(), tt_var()};
     for (int round = 0; round < 6; round++) {
-        atomic_store(&rv_started[0], 0);
-        atomic_store(&rv_started[1], 0);
+        atomic_store(&met[0], 0);
+        atomic_store(&met[1], 0);
         /* A stream of short ops (so the workers take whole batches), then
          * the pair between two bursts of ops on distinct vars, all ready at
          * once: the pair is taken with them, in one batch. */
         for (int i = 0; i < NSHORT; i++) {
-            td_op op = tt_op("short", short_op, NULL, NULL, 0, &v[i % 64], 1);
+            td_op op = tt_op("short", tt_noop, NULL, NULL, 0, &v[i % 64], 1);
             tt_push(&op);
         }
         cr_assert_eq(td_wait_all(), TD_OK);
         double t0 = tt_now();
         for (int i = 0; i < 2 * AROUND + 2; i++) {
             td_op op = i == AROUND || i == AROUND + 1
-                           ? tt_op("rendezvous", rendezvous, (void *)(intptr_t)(i - AROUND), NULL, 0,
+                           ? tt_op("rendezvous", meet, (void *)(intptr_t)(i - AROUND), NULL, 0,
                                    &r[i - AROUND], 1)
-                           : tt_op("short", short_op, NULL, NULL, 0, &v[64 + i], 1);
+                           : tt_op("short", tt_noop, NULL, NULL, 0, &v[64 + i], 1);
             tt_push(&op);
         }
         cr_assert_eq(td_wait_all(), TD_OK);
@@ -463,15 +459,7 @@ Test(threads, two_waiting_ops_in_one_batch_run_on_two_workers, .timeout = 120) {
  * chain's first op to start (5 s at most): the chains' heads must run at
  * once on the two workers, whether the queue hands them out one by one or
  * in one batch, and the rest of each chain follows on its worker. */
-static atomic_int ch_head[2];
 static atomic_int ch_done;
-static td_status chain_head(void *arg, const td_exec *ex) {
-    (void)ex;
-    int c = (int)(intptr_t)arg;
-    atomic_store(&ch_head[c], 1);
-    tt_wait_at_least(&ch_head[1 - c], 1, 5.0);
-    return TD_OK;
-}
 static td_status chain_op(void *arg, const td_exec *ex) {
     (void)arg;
     (void)ex;
@@ -488,17 +476,17 @@ Test(threads, two_chains_after_short_ops_start_together, .timeout = 120) {
     td_var *c[2] = {tt_var(), tt_var()};
     for (int round = 0; round < 5; round++) {
         for (int i = 0; i < NSHORT; i++) {
-            td_op op = tt_op("short", short_op, NULL, NULL, 0, &v[i % NV], 1);
+            td_op op = tt_op("short", tt_noop, NULL, NULL, 0, &v[i % NV], 1);
             tt_push(&op);
         }
         if (round % 2 == 0) cr_assert_eq(td_wait_all(), TD_OK);
-        atomic_store(&ch_head[0], 0);
-        atomic_store(&ch_head[1], 0);
+        atomic_store(&met[0], 0);
+        atomic_store(&met[1], 0);
         atomic_store(&ch_done, 0);
         double t0 = tt_now();
         for (int i = 0; i < 2 * LEN; i++) {
             int k = i & 1;
-            td_op op = i < 2 ? tt_op("head", chain_head, (void *)(intptr_t)k, NULL, 0, &c[k], 1)
+            td_op op = i < 2 ? tt_op("head", meet, (void *)(intptr_t)k, NULL, 0, &c[k], 1)
                              : tt_op("chain", chain_op, NULL, NULL, 0, &c[k], 1);
             tt_push(&op);
         }
